@@ -1,0 +1,84 @@
+"""sap-rag: compressed visual-document retrieval with Structural Anchor Pruning (SAP).
+
+Pipeline stages and where they live:
+
+- ``sap_rag.encoders``: load a ColPali-family model, encode pages and queries, capture in-degrees.
+- ``sap_rag.pruning``: choose the vectors to keep per page (SAP and baselines).
+- ``sap_rag.calibration``: Score Retention per layer and the window rule.
+- ``sap_rag.search``: MaxSim scoring.
+
+Heavy modules (torch, transformers, colpali-engine) load on first use of a name, not on import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    CalibrationError,
+    DimensionMismatchError,
+    InvalidInputError,
+    MissingDependencyError,
+    ModelLoadError,
+    SapRagError,
+    UnknownFamilyError,
+    UnreadableInputError,
+    WindowError,
+)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_encoder": "sap_rag.encoders.loading",
+    "PageEncoder": "sap_rag.encoders.encoder",
+    "build_tiny": "sap_rag.encoders.tiny",
+    "PageEncoding": "sap_rag.types",
+    "PrunedPage": "sap_rag.types",
+    "Pruner": "sap_rag.pruning.base",
+    "SAPPruner": "sap_rag.pruning.sap",
+    "calibrate": "sap_rag.calibration.calibrate",
+    "Calibration": "sap_rag.calibration.calibrate",
+    "select_window": "sap_rag.calibration.window",
+    "maxsim": "sap_rag.search.maxsim",
+    "maxsim_matrix": "sap_rag.search.maxsim",
+    "score_retention": "sap_rag.search.maxsim",
+}
+
+__all__ = [
+    "__version__",
+    "CalibrationError",
+    "DimensionMismatchError",
+    "InvalidInputError",
+    "MissingDependencyError",
+    "ModelLoadError",
+    "SapRagError",
+    "UnknownFamilyError",
+    "UnreadableInputError",
+    "WindowError",
+    *sorted(_LAZY),
+]
+
+if TYPE_CHECKING:
+    from .calibration.calibrate import Calibration, calibrate
+    from .calibration.window import select_window
+    from .encoders.encoder import PageEncoder
+    from .encoders.loading import load_encoder
+    from .encoders.tiny import build_tiny
+    from .pruning.base import Pruner
+    from .pruning.sap import SAPPruner
+    from .search.maxsim import maxsim, maxsim_matrix, score_retention
+    from .types import PageEncoding, PrunedPage
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sap_rag' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,14 @@
+"""Calibration: per-layer Score Retention and the window rule."""
+
+from .calibrate import Calibration, calibrate, layer_score_retention
+from .window import KNOWN_WINDOWS, default_window, select_window, validate_window
+
+__all__ = [
+    "KNOWN_WINDOWS",
+    "Calibration",
+    "calibrate",
+    "default_window",
+    "layer_score_retention",
+    "select_window",
+    "validate_window",
+]

@@ -1,0 +1,270 @@
+"""PageEncoder: pages -> PageEncoding (visual-token embeddings + in-degrees), queries -> multi-vectors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import InvalidInputError
+from ..ingest.images import load_image
+from ..types import PageEncoding
+from .attention import AttentionCapture
+from .families import FamilySpec
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PageEncoder"]
+
+
+class PageEncoder:
+    """A colpali-engine model and processor, with SAP's attention statistics computed on the fly.
+
+    Build one with :func:`sap_rag.load_encoder`. Attributes: ``model``, ``processor``,
+    ``family`` (e.g. ``"colqwen2"``), ``num_layers`` (language-model decoder layers),
+    ``window`` (layers whose mean in-degree is the SAP score), ``dim``, ``spec`` (what it was
+    loaded from), ``scorable_layers`` (layers that return attention weights).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        processor: Any,
+        family: FamilySpec,
+        *,
+        spec: str,
+        window: Sequence[int],
+        batch_size: int = 4,
+        window_source: str = "default",
+    ) -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.family_spec = family
+        self.spec = spec
+        self.batch_size = int(batch_size)
+        self._attention_modules = family.attention_modules(model)
+        self._text_model = family.text_model(model)
+        self._capture = AttentionCapture(self._text_model.config, self._attention_modules)
+        self.num_layers = len(self._text_model.layers)
+        self.image_token_id = family.image_token_id(model.config)
+        from ..calibration.window import validate_window
+
+        self.window = validate_window(window, self.num_layers, self.scorable_layers)
+        self.window_source = window_source
+
+    # --- descriptive properties -----------------------------------------------------------
+
+    @property
+    def family(self) -> str:
+        return self.family_spec.name
+
+    @property
+    def model_type(self) -> str:
+        return str(self.model.config.model_type)
+
+    @property
+    def scorable_layers(self) -> tuple[int, ...]:
+        return tuple(sorted(self._attention_modules))
+
+    @property
+    def dim(self) -> int:
+        return int(getattr(self.model, "dim", 128))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able identity of this encoder (stored in index manifests)."""
+        return {
+            "spec": self.spec,
+            "family": self.family,
+            "model_type": self.model_type,
+            "num_layers": self.num_layers,
+            "dim": self.dim,
+            "window": list(self.window),
+            "window_source": self.window_source,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"PageEncoder(spec={self.spec!r}, family={self.family!r}, layers={self.num_layers}, "
+            f"window={list(self.window)}, device={self.device})"
+        )
+
+    # --- pages ------------------------------------------------------------------------------
+
+    def _resolve_layers(self, indegree_layers: str | Iterable[int] | None) -> tuple[int, ...]:
+        if indegree_layers is None or indegree_layers == "none":
+            return ()
+        if indegree_layers == "window":
+            return self.window
+        if indegree_layers == "all":
+            return self.scorable_layers
+        if isinstance(indegree_layers, str):
+            raise InvalidInputError(
+                f"indegree_layers must be 'window', 'all', 'none' or a list of layers, got {indegree_layers!r}"
+            )
+        from ..calibration.window import validate_window
+
+        return validate_window(list(indegree_layers), self.num_layers, self.scorable_layers)
+
+    def _to_device(self, batch: dict) -> dict:
+        moved = {}
+        for key, value in batch.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.device)
+                if value.is_floating_point():
+                    value = value.to(self.dtype)
+            moved[key] = value
+        return moved
+
+    def encode_pages(
+        self,
+        images: Sequence[Any],
+        *,
+        batch_size: int | None = None,
+        indegree_layers: str | Iterable[int] | None = "window",
+        eos_attention: bool = False,
+        show_progress: bool = False,
+    ) -> list[PageEncoding]:
+        """Encode page images.
+
+        Args:
+            images: PIL images, image file paths, or image bytes.
+            batch_size: pages per forward (default: the encoder's).
+            indegree_layers: ``"window"`` (what SAP needs), ``"all"`` (every scorable layer, for
+                calibration), ``"none"``, or a list of layer indices.
+            eos_attention: also record the last layer's attention from the last real token
+                (the signal of DocPruner-style pruning).
+            show_progress: show a progress bar.
+
+        Returns:
+            One :class:`PageEncoding` per image, in order.
+        """
+        if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
+            raise InvalidInputError(
+                f"encode_pages takes a list of images, got {type(images).__name__}; wrap a single page in a list"
+            )
+        if len(images) == 0:
+            raise InvalidInputError("encode_pages got an empty list of images; pass at least one page")
+        pages = [load_image(image, name=f"image #{i}") for i, image in enumerate(images)]
+        layers = self._resolve_layers(indegree_layers)
+        eos_layer = (self.scorable_layers[-1] if self.scorable_layers else None) if eos_attention else None
+        size = batch_size or self.batch_size
+        results: list[PageEncoding] = []
+        from ..progress import progress
+
+        with progress(total=len(pages), desc="encoding pages", unit="page", enabled=show_progress) as bar:
+            for start in range(0, len(pages), size):
+                chunk = pages[start : start + size]
+                results.extend(self._encode_chunk(chunk, layers, eos_layer))
+                bar.update(len(chunk))
+        return results
+
+    @torch.no_grad()
+    def _encode_chunk(self, images: list, layers: tuple[int, ...], eos_layer: int | None) -> list[PageEncoding]:
+        batch = self._to_device(dict(self.processor.process_images(images)))
+        input_ids = batch["input_ids"]
+        visual_mask = input_ids == self.image_token_id
+        visual = [row.nonzero().flatten() for row in visual_mask]
+        last_token = [int(row.nonzero().max()) for row in batch["attention_mask"]]
+        if layers or eos_layer is not None:
+            with self._capture.capture(layers, visual, last_token, eos_layer) as request:
+                output = self.model(**batch)
+        else:
+            request = None
+            output = self.model(**batch)
+        pages = []
+        for b, image in enumerate(images):
+            embeddings = output[b, visual[b]].to(torch.float32).cpu()
+            positions, extents, grid_shape = self.family_spec.grid(batch, b, int(visual[b].numel()), self.model)
+            indegree = {layer: request.indegree_mean[layer][b] for layer in layers} if request else {}
+            indegree_max = {layer: request.indegree_max[layer][b] for layer in layers} if request else {}
+            in_window = all(layer in indegree for layer in self.window)
+            sap_scores = torch.stack([indegree[layer] for layer in self.window]).mean(dim=0) if in_window else None
+            pages.append(
+                PageEncoding(
+                    embeddings=embeddings,
+                    positions=positions,
+                    grid_shape=grid_shape,
+                    extents=extents,
+                    indegree=indegree,
+                    indegree_max=indegree_max,
+                    window=self.window,
+                    sap_scores=sap_scores,
+                    eos_attention=request.eos[b] if request is not None and eos_layer is not None else None,
+                    image_size=image.size,
+                )
+            )
+        return pages
+
+    # --- queries ----------------------------------------------------------------------------
+
+    def encode_queries(
+        self, queries: Sequence[str], *, batch_size: int | None = None, show_progress: bool = False
+    ) -> list[torch.Tensor]:
+        """Encode query strings to ``(n_tokens, dim)`` float32 tensors (padding removed)."""
+        if isinstance(queries, str) or not isinstance(queries, Sequence):
+            raise InvalidInputError(
+                f"encode_queries takes a list of strings, got {type(queries).__name__}; wrap one query in a list"
+            )
+        if len(queries) == 0:
+            raise InvalidInputError("encode_queries got an empty list; pass at least one query")
+        for i, query in enumerate(queries):
+            if not isinstance(query, str):
+                raise InvalidInputError(f"query #{i} is a {type(query).__name__}, not a string")
+            if not query.strip():
+                raise InvalidInputError(f"query #{i} is empty; a query needs some text to search with")
+        size = batch_size or max(self.batch_size, 16)
+        out: list[torch.Tensor] = []
+        from ..progress import progress
+
+        with progress(total=len(queries), desc="encoding queries", unit="query", enabled=show_progress) as bar:
+            for start in range(0, len(queries), size):
+                chunk = list(queries[start : start + size])
+                with torch.no_grad():
+                    batch = self._to_device(dict(self.processor.process_queries(chunk)))
+                    output = self.model(**batch)
+                mask = batch["attention_mask"].bool()
+                out.extend(output[b, mask[b]].to(torch.float32).cpu() for b in range(len(chunk)))
+                bar.update(len(chunk))
+        return out
+
+    # --- the slow reference ----------------------------------------------------------------
+
+    @torch.no_grad()
+    def naive_indegree(self, images: Sequence[Any]) -> list[dict[int, torch.Tensor]]:
+        """The naive way: eager attention with ``output_attentions=True`` on every layer.
+
+        Returns, per page, layer -> ``(N,)`` head-mean in-degree. Materialises every layer's
+        full attention maps; kept as the reference the fast path is checked and benchmarked
+        against, not for production use.
+        """
+        pages = [load_image(image, name=f"image #{i}") for i, image in enumerate(images)]
+        batch = self._to_device(dict(self.processor.process_images(pages)))
+        visual_mask = batch["input_ids"] == self.image_token_id
+        previous = self._text_model.config._attn_implementation
+        self._text_model.config._attn_implementation = "eager"
+        try:
+            attentions = self.family_spec.backbone_attentions(self.model, batch)
+        finally:
+            self._text_model.config._attn_implementation = previous
+        results = []
+        for b in range(len(pages)):
+            visual = visual_mask[b].nonzero().flatten()
+            results.append(
+                {
+                    layer: attn[b].index_select(1, visual).index_select(2, visual).float().sum(dim=1).mean(dim=0).cpu()
+                    for layer, attn in enumerate(attentions)
+                    if attn is not None
+                }
+            )
+        return results

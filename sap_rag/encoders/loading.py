@@ -1,0 +1,168 @@
+"""``load_encoder``: hub ids, local checkpoints and ``tiny:<family>`` specs -> PageEncoder."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .._compat import import_colpali_engine
+from ..errors import InvalidInputError, ModelLoadError, UnknownFamilyError
+from .encoder import PageEncoder
+from .families import FamilySpec, family_for_model_type, get_family
+
+if TYPE_CHECKING:
+    from ..calibration.calibrate import Calibration
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TINY_PREFIX", "detect_family", "load_encoder"]
+
+TINY_PREFIX = "tiny:"
+
+
+def _read_json(spec: str, filename: str) -> dict[str, Any] | None:
+    """``filename`` of a local checkpoint directory or hub repo as a dict, or None if absent."""
+    path = Path(spec)
+    if path.is_dir():
+        target = path / filename
+        return json.loads(target.read_text()) if target.is_file() else None
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
+    except ImportError as exc:  # pragma: no cover - transformers depends on huggingface_hub
+        raise ModelLoadError(f"cannot look up {spec!r}: huggingface_hub is not installed") from exc
+    try:
+        return json.loads(Path(hf_hub_download(spec, filename)).read_text())
+    except EntryNotFoundError:
+        return None
+    except Exception as exc:  # offline, unknown repo, gated repo, ...
+        raise ModelLoadError(
+            f"cannot read {filename} of {spec!r}: {type(exc).__name__}: {exc}. "
+            "Pass an existing local checkpoint directory, a reachable hub id, or 'tiny:<family>' "
+            "for an offline test model."
+        ) from exc
+
+
+def detect_family(spec: str) -> tuple[FamilySpec, str, str]:
+    """Find the family of a checkpoint from its config (following a PEFT adapter to its base).
+
+    Returns ``(family, model_type, where the config was found)``.
+    """
+    config = _read_json(spec, "config.json")
+    source = spec
+    if config is None or "model_type" not in config:
+        adapter = _read_json(spec, "adapter_config.json")
+        base = (adapter or {}).get("base_model_name_or_path")
+        if not base:
+            raise ModelLoadError(
+                f"{spec!r} has neither a config.json with a model_type nor an adapter_config.json naming "
+                "its base model; is it a ColPali-family checkpoint?"
+            )
+        config = _read_json(base, "config.json") or {}
+        source = base
+    model_type = config.get("model_type")
+    if not model_type:
+        raise ModelLoadError(f"the config of {source!r} has no model_type; is it a transformers checkpoint?")
+    return family_for_model_type(str(model_type), source=repr(source)), str(model_type), source
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _default_dtype(device: torch.device) -> torch.dtype:
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def _resolve_window(
+    window: Any, encoder_layers: int, model_type: str, family: FamilySpec, scorable
+) -> tuple[tuple[int, ...], str]:
+    from ..calibration.calibrate import Calibration
+    from ..calibration.window import default_window
+
+    if window is None:
+        return default_window(model_type, encoder_layers, scorable), "default"
+    if isinstance(window, (str, os.PathLike)) and str(window).endswith(".json"):
+        window = Calibration.load(window)
+    if isinstance(window, Calibration):
+        if window.family != family.name or window.num_layers != encoder_layers:
+            raise InvalidInputError(
+                f"the calibration was made for a {window.family} model with {window.num_layers} layers, "
+                f"not this {family.name} model with {encoder_layers}; calibrate this model instead"
+            )
+        return tuple(window.window), "calibrated"
+    if isinstance(window, range) or (isinstance(window, Sequence) and not isinstance(window, str)):
+        return tuple(window), "given"
+    raise InvalidInputError(
+        f"window must be None, a list of layer indices, a Calibration or a calibration .json path, got {window!r}"
+    )
+
+
+def load_encoder(
+    spec: str | os.PathLike,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+    window: Sequence[int] | Calibration | str | os.PathLike | None = None,
+    batch_size: int = 4,
+    seed: int = 0,
+    **model_kwargs: Any,
+) -> PageEncoder:
+    """Load a ColPali-family model and its processor as a :class:`PageEncoder`.
+
+    Args:
+        spec: a hub id (``"vidore/colqwen2-v1.0"``), a local checkpoint directory, or
+            ``"tiny:<family>"`` for a tiny random-weight model built offline (tests and demos
+            only: its retrieval quality means nothing).
+        device: defaults to CUDA when available, else CPU.
+        dtype: defaults to bfloat16 on CUDA, float32 on CPU.
+        window: the SAP layer window: a list of layers, a ``Calibration`` or its JSON path.
+            Default: the known window of the backbone, else a depth-proportional one.
+        batch_size: pages per forward pass.
+        seed: seed of a ``tiny:`` model.
+        model_kwargs: passed to the model's ``from_pretrained``.
+    """
+    spec = os.fspath(spec)
+    if not isinstance(spec, str) or not spec.strip():
+        raise InvalidInputError(f"a model spec is a hub id, a local directory or 'tiny:<family>', got {spec!r}")
+    torch_device = torch.device(device) if device is not None else _default_device()
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None)
+        if not isinstance(dtype, torch.dtype):
+            raise InvalidInputError("dtype must be a torch dtype or its name ('float32', 'bfloat16', 'float16')")
+    torch_dtype = dtype or _default_dtype(torch_device)
+
+    if spec.startswith(TINY_PREFIX):
+        from .tiny import build_tiny
+
+        family = get_family(spec[len(TINY_PREFIX) :])
+        model, processor = build_tiny(family.name, seed=seed)
+        model_type = str(model.config.model_type)
+    else:
+        family, model_type, _ = detect_family(spec)
+        models = import_colpali_engine()
+        model_cls = getattr(models, family.model_class)
+        processor_cls = getattr(models, family.processor_class)
+        logger.info("loading %s from %s", family.display, spec)
+        try:
+            model = model_cls.from_pretrained(spec, dtype=torch_dtype, attn_implementation="sdpa", **model_kwargs)
+            processor = processor_cls.from_pretrained(spec)
+        except UnknownFamilyError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError(f"could not load {family.display} from {spec!r}: {type(exc).__name__}: {exc}") from exc
+    model = model.to(device=torch_device, dtype=torch_dtype).eval()
+    num_layers = len(family.text_model(model).layers)
+    scorable = tuple(sorted(family.attention_modules(model)))
+    layers, source = _resolve_window(window, num_layers, model_type, family, scorable)
+    encoder = PageEncoder(
+        model, processor, family, spec=spec, window=layers, batch_size=batch_size, window_source=source
+    )
+    logger.info("encoder ready: %r", encoder)
+    return encoder
