@@ -25,7 +25,11 @@ def load_image(source: Any, *, name: str | None = None) -> Image.Image:
         UnreadableInputError: the source is not an image, or the file is missing, truncated or a
             decompression bomb.
     """
-    label = name or (str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__)
+    path_label = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
+    if name and path_label:
+        label = f"{name} ({path_label})"
+    else:
+        label = name or path_label or type(source).__name__
     if isinstance(source, Image.Image):
         image = source
     elif isinstance(source, (str, os.PathLike)):

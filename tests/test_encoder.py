@@ -1,0 +1,156 @@
+"""The encoder against a slow reference: eager attention on all layers, loops over heads and tokens."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import TINY_FAMILIES, make_page
+
+from sap_rag import InvalidInputError, SAPPruner, UnreadableInputError, maxsim
+from sap_rag.pruning import budget
+
+
+def reference_encoding(encoder, image, layers):
+    """Slow reference: backbone with output_attentions=True (eager everywhere), explicit sums."""
+    batch = {k: v for k, v in encoder.processor.process_images([image]).items()}
+    ids = batch["input_ids"][0].tolist()
+    visual = [i for i, t in enumerate(ids) if t == encoder.image_token_id]
+    text_config = encoder.family_spec.text_model(encoder.model).config
+    previous = text_config._attn_implementation
+    text_config._attn_implementation = "eager"
+    try:
+        with torch.no_grad():
+            attentions = encoder.family_spec.backbone_attentions(encoder.model, batch)
+    finally:
+        text_config._attn_implementation = previous
+    indegree = {}
+    for layer in layers:
+        attn = attentions[layer][0].double()  # (heads, seq, seq)
+        heads = attn.shape[0]
+        indegree[layer] = torch.tensor(
+            [sum(float(attn[h, i, j]) for h in range(heads) for i in visual) / heads for j in visual],
+            dtype=torch.float64,
+        )
+    with torch.no_grad():
+        full = encoder.model(**batch)[0, visual]  # plain SDPA forward, no capture
+    return visual, indegree, full
+
+
+def reference_top_k(scores: torch.Tensor, keep_ratio: float) -> list[int]:
+    n = len(scores)
+    k = max(1, int(keep_ratio * n))
+    order = sorted(range(n), key=lambda j: (-float(scores[j]), j))
+    return sorted(order[:k])
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_sap_matches_the_slow_reference(family, tiny_encoders, pages):
+    encoder = tiny_encoders(family)
+    image = pages[0]
+    visual, indegree, full = reference_encoding(encoder, image, encoder.scorable_layers)
+    (page,) = encoder.encode_pages([image], indegree_layers="all")
+    assert page.num_tokens == len(visual) > 0
+    # every layer's in-degree, and the window score
+    for layer, row in indegree.items():
+        assert torch.allclose(page.indegree[layer].double(), row, atol=1e-5), layer
+    window_ref = torch.stack([indegree[layer] for layer in encoder.window]).mean(0)
+    assert torch.allclose(page.sap_scores.double(), window_ref, atol=1e-5)
+    # kept indices equal the reference top-k; kept embeddings are rows of the full output
+    for ratio in (0.1, 0.25, 0.5):
+        pruned = SAPPruner(keep_ratio=ratio).prune(page)
+        assert pruned.indices.tolist() == reference_top_k(window_ref, ratio)
+        assert pruned.num_kept == budget(ratio, len(visual))
+        assert torch.allclose(pruned.embeddings, full[pruned.indices], atol=1e-5)
+    assert torch.allclose(page.embeddings, full, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_window_only_encoding_computes_only_the_window(family, tiny_encoders, pages):
+    encoder = tiny_encoders(family)
+    (page,) = encoder.encode_pages(pages[:1])
+    assert set(page.indegree) == set(encoder.window)
+    (all_layers,) = encoder.encode_pages(pages[:1], indegree_layers="all")
+    assert torch.allclose(page.sap_scores, all_layers.sap_scores, atol=1e-5)
+    (plain,) = encoder.encode_pages(pages[:1], indegree_layers="none")
+    assert plain.sap_scores is None and not plain.indegree
+    assert torch.allclose(plain.embeddings, page.embeddings, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_keep_ratio_one_scores_like_the_unpruned_page(family, tiny_encoders, pages):
+    encoder = tiny_encoders(family)
+    encoded = encoder.encode_pages(pages[:2])
+    (query,) = encoder.encode_queries(["what was the revenue in 2023?"])
+    assert query.ndim == 2 and query.shape[1] == encoder.dim
+    for page in encoded:
+        pruned = SAPPruner(keep_ratio=1.0).prune(page)
+        assert maxsim(query, pruned.embeddings) == maxsim(query, page.embeddings)
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_a_page_alone_equals_the_same_page_in_a_padded_batch(family, tiny_encoders, pages):
+    encoder = tiny_encoders(family)
+    batched = encoder.encode_pages(pages, batch_size=len(pages), eos_attention=True)
+    for image, together in zip(pages, batched):
+        (alone,) = encoder.encode_pages([image], eos_attention=True)
+        assert alone.num_tokens == together.num_tokens
+        assert torch.allclose(alone.embeddings, together.embeddings, atol=1e-5)
+        assert torch.allclose(alone.sap_scores, together.sap_scores, atol=1e-5)
+        assert torch.allclose(alone.eos_attention, together.eos_attention, atol=1e-5)
+        assert torch.equal(SAPPruner(0.2).prune(alone).indices, SAPPruner(0.2).prune(together).indices)
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_positions_cover_the_patch_grid(family, tiny_encoders, pages):
+    encoder = tiny_encoders(family)
+    for page in encoder.encode_pages(pages):
+        rows, cols = page.grid_shape
+        assert page.positions.shape == (page.num_tokens, 2) == page.extents.shape
+        far = page.positions + page.extents
+        assert float(page.positions.min()) >= 0
+        assert float(far[:, 0].max()) <= rows + 1e-6 and float(far[:, 1].max()) <= cols + 1e-6
+        assert page.image_size in {image.size for image in pages}
+
+
+def test_queries_are_unpadded_and_deterministic(tiny_encoder):
+    short, long = tiny_encoder.encode_queries(["revenue", "what was the total revenue by region in 2023?"])
+    assert short.shape[0] < long.shape[0]
+    (again,) = tiny_encoder.encode_queries(["revenue"])
+    assert torch.allclose(again, short, atol=1e-5)
+    assert torch.allclose(short.norm(dim=1), torch.ones(short.shape[0]), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "match"),
+    [
+        (42, UnreadableInputError, "not an image"),
+        (b"not an image at all", UnreadableInputError, "not a readable image"),
+        ("/nonexistent/page.png", UnreadableInputError, "no such image file"),
+    ],
+)
+def test_non_images_are_clear_errors(tiny_encoder, bad, error, match):
+    with pytest.raises(error, match=match):
+        tiny_encoder.encode_pages([make_page(0), bad])
+
+
+def test_truncated_image_file_is_a_clear_error(tiny_encoder, tmp_path):
+    path = tmp_path / "page.png"
+    make_page(0).save(path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(UnreadableInputError, match=r"page\.png"):
+        tiny_encoder.encode_pages([path])
+
+
+def test_empty_inputs_are_clear_errors(tiny_encoder):
+    with pytest.raises(InvalidInputError, match="empty list"):
+        tiny_encoder.encode_pages([])
+    with pytest.raises(InvalidInputError, match="list of images"):
+        tiny_encoder.encode_pages(make_page(0))
+    with pytest.raises(InvalidInputError, match="empty"):
+        tiny_encoder.encode_queries(["  "])
+    with pytest.raises(InvalidInputError, match="empty list"):
+        tiny_encoder.encode_queries([])
+    with pytest.raises(InvalidInputError, match="list of strings"):
+        tiny_encoder.encode_queries("a bare string")
+    with pytest.raises(InvalidInputError, match="indegree_layers"):
+        tiny_encoder.encode_pages([make_page(0)], indegree_layers="most")

@@ -1,0 +1,83 @@
+"""load_encoder: tiny specs, local checkpoints (family from config.json), adapters, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from sap_rag import ModelLoadError, UnknownFamilyError, WindowError, load_encoder
+from sap_rag.encoders import detect_family
+
+
+def test_tiny_models_are_deterministic_per_seed(tiny_encoder, pages):
+    again = load_encoder("tiny:colqwen2", seed=0)
+    other = load_encoder("tiny:colqwen2", seed=1)
+    (a,) = tiny_encoder.encode_pages(pages[:1])
+    (b,) = again.encode_pages(pages[:1])
+    (c,) = other.encode_pages(pages[:1])
+    assert torch.equal(a.embeddings, b.embeddings)
+    assert not torch.allclose(a.embeddings, c.embeddings)
+
+
+def test_encoder_exposes_its_parts(tiny_encoder):
+    assert tiny_encoder.family == "colqwen2"
+    assert tiny_encoder.num_layers == 4
+    assert tiny_encoder.window == (2,)  # depth-proportional fallback for an unknown 4-layer backbone
+    assert tiny_encoder.model is not None and tiny_encoder.processor is not None
+    described = tiny_encoder.describe()
+    assert described["spec"] == "tiny:colqwen2" and described["dim"] == 128
+
+
+def test_local_checkpoint_is_detected_from_its_config_and_round_trips(tiny_encoder, pages, tmp_path):
+    checkpoint = tmp_path / "my-checkpoint"  # the name says nothing about the family
+    tiny_encoder.model.save_pretrained(checkpoint)
+    tiny_encoder.processor.save_pretrained(checkpoint)
+    family, model_type, _ = detect_family(str(checkpoint))
+    assert (family.name, model_type) == ("colqwen2", "qwen2_vl")
+    loaded = load_encoder(checkpoint, window=[1, 2])
+    assert loaded.family == "colqwen2" and loaded.window == (1, 2) and loaded.window_source == "given"
+    (a,) = tiny_encoder.encode_pages(pages[:1])
+    (b,) = loaded.encode_pages(pages[:1])
+    assert torch.allclose(a.embeddings, b.embeddings, atol=1e-5)
+
+
+def test_an_adapter_is_followed_to_its_base_config(tmp_path):
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(base)}))
+    family, model_type, source = detect_family(str(adapter))
+    assert (family.name, model_type, source) == ("colqwen2_5", "qwen2_5_vl", str(base))
+
+
+def test_unsupported_backbones_and_bad_specs_are_clear_errors(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(UnknownFamilyError, match="model_type 'bert'"):
+        load_encoder(tmp_path)
+    with pytest.raises(UnknownFamilyError, match="unknown model family 'colfoo'"):
+        load_encoder("tiny:colfoo")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelLoadError, match=r"neither a config\.json"):
+        load_encoder(empty)
+
+
+def test_a_window_outside_the_model_is_a_clear_error():
+    with pytest.raises(WindowError, match=r"outside the model's 4 decoder layers"):
+        load_encoder("tiny:colqwen2", window=[3, 4])
+
+
+def test_importing_the_core_pulls_in_no_framework_and_no_model_stack():
+    code = (
+        "import sys, sap_rag; "
+        "bad = [m for m in ('langchain_core', 'llama_index', 'transformers', 'torch') if m in sys.modules]; "
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
