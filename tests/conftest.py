@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from sap_rag.encoders import FAMILIES
-from sap_rag.encoders.tiny import TINY_BUILDERS
+from sap_rag.encoders import tiny_families
 
-# Families with a working tiny builder; tests parametrised over families use this list.
-TINY_FAMILIES = sorted(name for name in FAMILIES if name in TINY_BUILDERS)
+# Families with a tiny builder; tests parametrised over families use this list.
+TINY_FAMILIES = tiny_families()
 
 
 class EncoderCache:

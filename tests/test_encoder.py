@@ -15,14 +15,7 @@ def reference_encoding(encoder, image, layers):
     batch = {k: v for k, v in encoder.processor.process_images([image]).items()}
     ids = batch["input_ids"][0].tolist()
     visual = [i for i, t in enumerate(ids) if t == encoder.image_token_id]
-    text_config = encoder.family_spec.text_model(encoder.model).config
-    previous = text_config._attn_implementation
-    text_config._attn_implementation = "eager"
-    try:
-        with torch.no_grad():
-            attentions = encoder.family_spec.backbone_attentions(encoder.model, batch)
-    finally:
-        text_config._attn_implementation = previous
+    attentions = encoder.family_spec.reference_attentions(encoder.model, batch)  # eager, every layer
     indegree = {}
     for layer in layers:
         attn = attentions[layer][0].double()  # (heads, seq, seq)
@@ -32,7 +25,7 @@ def reference_encoding(encoder, image, layers):
             dtype=torch.float64,
         )
     with torch.no_grad():
-        full = encoder.model(**batch)[0, visual]  # plain SDPA forward, no capture
+        full = encoder.model(**encoder.family_spec.prepare_inputs(batch))[0, visual]  # plain SDPA, no capture
     return visual, indegree, full
 
 

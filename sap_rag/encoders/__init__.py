@@ -10,6 +10,16 @@ ensure_torchvision_importable()
 from .encoder import PageEncoder
 from .families import FAMILIES, FamilySpec, get_family
 from .loading import detect_family, load_encoder
-from .tiny import build_tiny
+from .tiny import TinySize, build_tiny, tiny_families
 
-__all__ = ["FAMILIES", "FamilySpec", "PageEncoder", "build_tiny", "detect_family", "get_family", "load_encoder"]
+__all__ = [
+    "FAMILIES",
+    "FamilySpec",
+    "PageEncoder",
+    "TinySize",
+    "build_tiny",
+    "detect_family",
+    "get_family",
+    "load_encoder",
+    "tiny_families",
+]

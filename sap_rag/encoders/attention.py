@@ -33,14 +33,29 @@ def _generic_eager(module, query, key, value, attention_mask, scaling=None, drop
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     weights = torch.matmul(query, key.transpose(2, 3)) * scale
     if attention_mask is not None:
-        if attention_mask.dtype == torch.bool:
-            attention_mask = torch.zeros_like(attention_mask, dtype=weights.dtype).masked_fill(
-                ~attention_mask, torch.finfo(weights.dtype).min
-            )
         weights = weights + attention_mask[:, :, :, : key.shape[-2]]
     weights = torch.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
     out = torch.matmul(weights, value).transpose(1, 2).contiguous()
     return out, weights
+
+
+def _additive_mask(module: nn.Module, query: torch.Tensor, key: torch.Tensor, attention_mask):
+    """The SDPA-style mask as the additive float mask eager attention expects.
+
+    SDPA masks are boolean (True = attend) or None, where None means "causal" for a causal module
+    with more than one query (SDPA's ``is_causal`` fast path) and "attend everywhere" otherwise.
+    """
+    q_len, kv_len = query.shape[2], key.shape[2]
+    if attention_mask is None:
+        if q_len > 1 and getattr(module, "is_causal", True):
+            attention_mask = torch.ones(q_len, kv_len, dtype=torch.bool, device=query.device).tril(kv_len - q_len)
+            attention_mask = attention_mask[None, None]
+        else:
+            return None
+    if attention_mask.dtype == torch.bool:
+        additive = torch.zeros(attention_mask.shape, dtype=query.dtype, device=query.device)
+        return additive.masked_fill(~attention_mask, torch.finfo(query.dtype).min)
+    return attention_mask
 
 
 def _dispatch(module: nn.Module, query, key, value, attention_mask, **kwargs):
@@ -50,7 +65,7 @@ def _dispatch(module: nn.Module, query, key, value, attention_mask, **kwargs):
 
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     eager = getattr(sys.modules[type(module).__module__], "eager_attention_forward", _generic_eager)
-    out, weights = eager(module, query, key, value, attention_mask, **kwargs)
+    out, weights = eager(module, query, key, value, _additive_mask(module, query, key, attention_mask), **kwargs)
     sink(weights)
     # Returning no weights lets the map be freed as soon as this layer is done.
     return out, None
@@ -62,11 +77,12 @@ def register_attention() -> None:
     if _registered:
         return
     from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     AttentionInterface.register(ATTN_IMPLEMENTATION, _dispatch)
-    # A 4-D additive mask serves both paths: the eager layers need it, SDPA accepts it.
-    AttentionMaskInterface.register(ATTN_IMPLEMENTATION, eager_mask)
+    # SDPA's own masks (None when plain causal) keep its fast path on the layers we do not score;
+    # the scored layers turn them into eager's additive form themselves.
+    AttentionMaskInterface.register(ATTN_IMPLEMENTATION, sdpa_mask)
     _registered = True
 
 

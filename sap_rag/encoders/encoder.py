@@ -12,7 +12,7 @@ from torch import nn
 from ..errors import InvalidInputError
 from ..ingest.images import load_image
 from ..types import PageEncoding
-from .attention import AttentionCapture
+from .attention import AttentionCapture, indegree_from_attention
 from .families import FamilySpec
 
 logger = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ class PageEncoder:
 
     @torch.no_grad()
     def _encode_chunk(self, images: list, layers: tuple[int, ...], eos_layer: int | None) -> list[PageEncoding]:
-        batch = self._to_device(dict(self.processor.process_images(images)))
+        batch = self._to_device(self.family_spec.prepare_inputs(dict(self.processor.process_images(images))))
         input_ids = batch["input_ids"]
         visual_mask = input_ids == self.image_token_id
         visual = [row.nonzero().flatten() for row in visual_mask]
@@ -185,7 +185,9 @@ class PageEncoder:
         pages = []
         for b, image in enumerate(images):
             embeddings = output[b, visual[b]].to(torch.float32).cpu()
-            positions, extents, grid_shape = self.family_spec.grid(batch, b, int(visual[b].numel()), self.model)
+            positions, extents, grid_shape = self.family_spec.grid(
+                batch, b, int(visual[b].numel()), self.model, self.processor
+            )
             indegree = {layer: request.indegree_mean[layer][b] for layer in layers} if request else {}
             indegree_max = {layer: request.indegree_max[layer][b] for layer in layers} if request else {}
             in_window = all(layer in indegree for layer in self.window)
@@ -231,7 +233,9 @@ class PageEncoder:
             for start in range(0, len(queries), size):
                 chunk = list(queries[start : start + size])
                 with torch.no_grad():
-                    batch = self._to_device(dict(self.processor.process_queries(chunk)))
+                    batch = self._to_device(
+                        self.family_spec.prepare_inputs(dict(self.processor.process_queries(chunk)))
+                    )
                     output = self.model(**batch)
                 mask = batch["attention_mask"].bool()
                 out.extend(output[b, mask[b]].to(torch.float32).cpu() for b in range(len(chunk)))
@@ -251,20 +255,14 @@ class PageEncoder:
         pages = [load_image(image, name=f"image #{i}") for i, image in enumerate(images)]
         batch = self._to_device(dict(self.processor.process_images(pages)))
         visual_mask = batch["input_ids"] == self.image_token_id
-        previous = self._text_model.config._attn_implementation
-        self._text_model.config._attn_implementation = "eager"
-        try:
-            attentions = self.family_spec.backbone_attentions(self.model, batch)
-        finally:
-            self._text_model.config._attn_implementation = previous
+        attentions = self.family_spec.reference_attentions(self.model, batch)
         results = []
         for b in range(len(pages)):
             visual = visual_mask[b].nonzero().flatten()
             results.append(
                 {
-                    layer: attn[b].index_select(1, visual).index_select(2, visual).float().sum(dim=1).mean(dim=0).cpu()
-                    for layer, attn in enumerate(attentions)
-                    if attn is not None
+                    layer: indegree_from_attention(attn[b], visual).mean(dim=0).cpu()
+                    for layer, attn in attentions.items()
                 }
             )
         return results

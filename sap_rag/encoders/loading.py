@@ -14,7 +14,7 @@ import torch
 from .._compat import import_colpali_engine
 from ..errors import InvalidInputError, ModelLoadError, UnknownFamilyError
 from .encoder import PageEncoder
-from .families import FamilySpec, family_for_model_type, get_family
+from .families import FamilySpec, family_for_config, get_family
 
 if TYPE_CHECKING:
     from ..calibration.calibrate import Calibration
@@ -56,7 +56,7 @@ def detect_family(spec: str) -> tuple[FamilySpec, str, str]:
     """
     config = _read_json(spec, "config.json")
     source = spec
-    if config is None or "model_type" not in config:
+    if config is None or not (config.get("model_type") or config.get("architectures")):
         adapter = _read_json(spec, "adapter_config.json")
         base = (adapter or {}).get("base_model_name_or_path")
         if not base:
@@ -66,10 +66,8 @@ def detect_family(spec: str) -> tuple[FamilySpec, str, str]:
             )
         config = _read_json(base, "config.json") or {}
         source = base
-    model_type = config.get("model_type")
-    if not model_type:
-        raise ModelLoadError(f"the config of {source!r} has no model_type; is it a transformers checkpoint?")
-    return family_for_model_type(str(model_type), source=repr(source)), str(model_type), source
+    family, model_type = family_for_config(config, source=repr(source))
+    return family, model_type, source
 
 
 def _default_device() -> torch.device:

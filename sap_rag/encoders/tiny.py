@@ -8,18 +8,16 @@ retrieval quality means nothing; they exercise the plumbing and the exact maths 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .._compat import import_colpali_engine
 from ..errors import UnknownFamilyError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TINY_BUILDERS", "TinySize", "build_tiny", "train_tokenizer"]
+__all__ = ["TinySize", "build_tiny", "init_weights", "tiny_families", "train_tokenizer"]
 
 _CORPUS = (
     "What was the revenue in 2023? Describe the image. Query: total assets by region and year.",
@@ -63,7 +61,8 @@ def train_tokenizer(special_tokens: list[str], vocab_size: int = 400, **named_sp
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **named_specials)
 
 
-def _init_weights(model: nn.Module, seed: int) -> nn.Module:
+def init_weights(model: nn.Module, seed: int) -> nn.Module:
+    """Redraw every parameter from a generator seeded with ``seed``; returns the model in eval mode."""
     # Re-draw every parameter from one generator so a seed fixes the model on any machine.
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -77,102 +76,11 @@ def _init_weights(model: nn.Module, seed: int) -> nn.Module:
     return model.eval()
 
 
-# --- Qwen2-VL / Qwen2.5-VL ---------------------------------------------------------------------
+def tiny_families() -> list[str]:
+    """Names of the families that have a tiny builder."""
+    from .families import FAMILIES
 
-_QWEN_SPECIALS = [
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-]
-
-
-def _build_qwen(family: str, size: TinySize, seed: int):
-    from transformers.models.qwen2_vl import Qwen2VLImageProcessor
-    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
-
-    cem = import_colpali_engine()
-    tokenizer = train_tokenizer(_QWEN_SPECIALS, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
-    image_processor = Qwen2VLImageProcessor(
-        min_pixels=4 * 28 * 28,
-        max_pixels=size.max_visual_tokens * 28 * 28,
-        patch_size=14,
-        merge_size=2,
-        temporal_patch_size=2,
-    )
-    if family == "colqwen2":
-        from transformers import Qwen2VLConfig as Config
-
-        model_cls, processor_cls = cem.ColQwen2, cem.ColQwen2Processor
-        # Qwen2-VL's vision hidden_size is the merger's output width: the text hidden size.
-        vision = dict(embed_dim=size.vision_hidden, hidden_size=size.hidden, mlp_ratio=2)
-    else:
-        from transformers import Qwen2_5_VLConfig as Config
-
-        model_cls, processor_cls = cem.ColQwen2_5, cem.ColQwen2_5_Processor
-        vision = dict(
-            hidden_size=size.vision_hidden,
-            intermediate_size=2 * size.vision_hidden,
-            out_hidden_size=size.hidden,
-            window_size=56,
-            fullatt_block_indexes=[size.vision_layers - 1],
-        )
-    processor = processor_cls(
-        image_processor=image_processor, tokenizer=tokenizer, video_processor=Qwen2VLVideoProcessor()
-    )
-    ids = {
-        name: tokenizer.convert_tokens_to_ids(tok)
-        for name, tok in [
-            ("image_token_id", "<|image_pad|>"),
-            ("video_token_id", "<|video_pad|>"),
-            ("vision_start_token_id", "<|vision_start|>"),
-            ("vision_end_token_id", "<|vision_end|>"),
-        ]
-    }
-    head_dim = size.hidden // size.heads
-    # mrope sections split head_dim/2 rotary frequencies over (time, height, width).
-    half = head_dim // 2
-    mrope = [half - 2 * (half // 3), half // 3, half // 3]
-    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    config = Config(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=size.hidden,
-            intermediate_size=size.intermediate,
-            num_hidden_layers=size.layers,
-            num_attention_heads=size.heads,
-            num_key_value_heads=size.kv_heads,
-            max_position_embeddings=4096,
-            rope_parameters={"rope_type": "default", "mrope_section": mrope, "rope_theta": 10000.0},
-            bos_token_id=eos,
-            eos_token_id=eos,
-            pad_token_id=eos,
-        ),
-        vision_config=dict(
-            depth=size.vision_layers,
-            num_heads=2,
-            patch_size=14,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            in_channels=3,
-            **vision,
-        ),
-        **ids,
-    )
-    config.text_config.bos_token_id = eos
-    config.text_config.eos_token_id = eos
-    torch.manual_seed(seed)
-    model = model_cls(config)
-    return _init_weights(model, seed), processor
-
-
-TINY_BUILDERS: dict[str, Callable[[TinySize, int], tuple[nn.Module, object]]] = {
-    "colqwen2": lambda size, seed: _build_qwen("colqwen2", size, seed),
-    "colqwen2_5": lambda size, seed: _build_qwen("colqwen2_5", size, seed),
-}
+    return sorted(name for name, spec in FAMILIES.items() if spec.tiny is not None)
 
 
 def build_tiny(family: str, *, seed: int = 0, size: TinySize | None = None) -> tuple[nn.Module, object]:
@@ -180,10 +88,9 @@ def build_tiny(family: str, *, seed: int = 0, size: TinySize | None = None) -> t
     from .families import get_family
 
     spec = get_family(family)
-    builder = TINY_BUILDERS.get(spec.name)
-    if builder is None:
+    if spec.tiny is None:
         raise UnknownFamilyError(
-            f"no tiny builder for family {spec.name!r}; tiny models exist for: {', '.join(sorted(TINY_BUILDERS))}"
+            f"no tiny builder for family {spec.name!r}; tiny models exist for: {', '.join(tiny_families())}"
         )
     logger.info("building a tiny random-weight %s (plumbing only: its retrieval quality means nothing)", spec.display)
-    return builder(size or TinySize(), seed)
+    return spec.tiny(size or TinySize(), seed)
