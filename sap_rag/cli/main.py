@@ -1,0 +1,70 @@
+"""Entry point: one parser, a subcommand per module, errors as one clear line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from ..errors import SapRagError
+
+__all__ = ["build_parser", "main"]
+
+EPILOG = """examples:
+  sap-rag index reports/ --index ./idx                  # tiny offline model by default
+  sap-rag index reports/ --index ./idx --model vidore/colqwen2-v1.0
+  sap-rag search "revenue in 2023" --index ./idx -k 5
+  sap-rag info --index ./idx
+  sap-rag show --index ./idx --doc DOC_ID --page 1 --out overlay.png
+  sap-rag calibrate --model vidore/colqwen2-v1.0 --pairs pairs.jsonl --out calib.json --plot sr.png
+
+Run 'sap-rag COMMAND --help' for each command's options and examples."""
+
+
+def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
+    from . import calibrate_cmd
+
+    return [calibrate_cmd.register]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sap-rag",
+        description="Visual-document retrieval with Structural Anchor Pruning (SAP).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="log progress details; show tracebacks")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for register in _registrars():
+        register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 1 error, 2 usage, 130 interrupted)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not args.verbose:
+        # transformers and colpali-engine are chatty at import and load time.
+        for noisy in ("transformers", "colpali_engine", "root"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (SapRagError, OSError) as exc:
+        if args.verbose:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
