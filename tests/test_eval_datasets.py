@@ -171,3 +171,17 @@ def test_read_records_rejects_unknown_formats(tmp_path):
     (tmp_path / "x.txt").write_text("hello")
     with pytest.raises(DatasetError, match="unsupported table format"):
         list(read_records(tmp_path / "x.txt"))
+
+
+def test_missing_optional_dependencies_say_what_to_install(tmp_path, monkeypatch):
+    import sys
+
+    from sap_rag.errors import MissingDependencyError
+
+    (tmp_path / "corpus.parquet").write_bytes(b"PAR1")
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(MissingDependencyError, match="pip install pyarrow"):
+        list(read_records(tmp_path / "corpus.parquet"))
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
+    with pytest.raises(MissingDependencyError, match="pip install matplotlib"):
+        make_synthetic_dataset(tmp_path / "syn", num_pages=2)

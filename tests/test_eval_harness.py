@@ -175,3 +175,16 @@ def test_cli_errors_and_help(tmp_path, capsys):
     assert "examples:" in help_text and "vidore/colqwen2-v1.0" in help_text
     assert eval_main(["--dataset", "x", "--model", "tiny:colqwen2", "--pruners", "sap,bogus"]) == 2
     assert "unknown pruner 'bogus'" in capsys.readouterr().err
+
+
+def test_add_eval_parser_registers_a_subcommand(tmp_path):
+    import argparse
+
+    from sap_rag.eval import add_eval_parser
+    from sap_rag.eval.cli import run
+
+    parser = argparse.ArgumentParser(prog="sap-rag")
+    add_eval_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["eval", "--dataset", "d", "--model", "tiny:colqwen2", "--keep-ratios", "0.3,0.1"])
+    assert args.func is run and args.keep_ratios == [0.3, 0.1] and args.pruners == ["all"]
+    assert args.out == "eval-out" and args.seeds == 3 and not args.union

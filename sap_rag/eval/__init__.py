@@ -12,7 +12,7 @@ from .cache import EncodedDataset, encode_dataset
 from .cli import add_eval_parser, eval_main
 from .datasets import DatasetLayout, RetrievalDataset, discover_datasets, load_dataset
 from .errors import DatasetError
-from .harness import EvalResults, PrunerSpec, ResultRow, evaluate_encoded, run_eval
+from .harness import EvalResults, EvalSet, PrunerSpec, ResultRow, evaluate_encoded, evaluate_sets, run_eval
 from .metrics import ndcg_at_k, ndcg_per_query, recall_at_k, recall_per_query
 from .synthetic import make_synthetic_dataset
 
@@ -21,6 +21,7 @@ __all__ = [
     "DatasetLayout",
     "EncodedDataset",
     "EvalResults",
+    "EvalSet",
     "PrunerSpec",
     "ResultRow",
     "RetrievalDataset",
@@ -29,6 +30,7 @@ __all__ = [
     "encode_dataset",
     "eval_main",
     "evaluate_encoded",
+    "evaluate_sets",
     "load_dataset",
     "make_synthetic_dataset",
     "ndcg_at_k",

@@ -25,7 +25,7 @@ from ..errors import InvalidInputError
 from ..pruning.base import Pruner, validate_keep_ratio
 from ..pruning.registry import PRUNERS, make_pruner
 from ..types import PageEncoding, PrunedPage
-from .cache import EncodedDataset, encode_dataset
+from .cache import encode_dataset
 from .datasets import RetrievalDataset
 from .metrics import ndcg_per_query, recall_per_query
 
@@ -38,10 +38,12 @@ __all__ = [
     "BYTES_PER_VALUE",
     "DEFAULT_KEEP_RATIOS",
     "EvalResults",
+    "EvalSet",
     "PaddedPages",
     "PrunerSpec",
     "ResultRow",
     "evaluate_encoded",
+    "evaluate_sets",
     "run_eval",
 ]
 
@@ -99,7 +101,8 @@ class ResultRow:
 
     Retention columns are the metric divided by the unpruned run's (NaN if that is 0).
     ``bytes_per_page`` counts float16 storage, ``2 * dim`` bytes per vector. Search time is
-    brute-force MaxSim of one query against every (pruned) page of the dataset.
+    brute-force MaxSim of one query against every (pruned) page of the dataset
+    (median over queries).
     """
 
     dataset: str
@@ -187,17 +190,24 @@ class PaddedPages:
         return torch.cat(out)
 
     def search(self, queries: Sequence[torch.Tensor], repeats: int = 1) -> tuple[np.ndarray, float]:
-        """``((Q, D) scores, best-of-repeats seconds per query)``."""
-        best = math.inf
-        scores = None
+        """``((Q, D) scores, seconds per query)``.
+
+        Each query is timed on its own (best of ``repeats``); the time reported is the median
+        over queries, which a stray pause of a busy machine does not move.
+        """
+        per_query = np.full(len(queries), math.inf)
+        rows: list[torch.Tensor] = []
         for _ in range(max(1, repeats)):
-            start = time.perf_counter()
-            rows = [self.score(q) for q in queries]
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            best = min(best, time.perf_counter() - start)
-            scores = torch.stack(rows).cpu().numpy().astype(np.float64)
-        return scores, best / len(queries)
+            rows = []
+            for i, query in enumerate(queries):
+                start = time.perf_counter()
+                row = self.score(query)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                per_query[i] = min(per_query[i], time.perf_counter() - start)
+                rows.append(row)
+        scores = torch.stack(rows).cpu().numpy().astype(np.float64)
+        return scores, float(np.median(per_query))
 
 
 def _metrics(relevance: np.ndarray, scores: np.ndarray) -> dict[str, float]:
@@ -238,14 +248,110 @@ def _prune_all(pruner: Pruner, pages: Sequence[PageEncoding]) -> tuple[list[Prun
     return pruned, (time.perf_counter() - start) / len(pages)
 
 
-def evaluate_encoded(
-    name: str,
-    pages: Sequence[PageEncoding],
-    queries: Sequence[torch.Tensor],
-    relevance: np.ndarray,
+@dataclass
+class EvalSet:
+    """One corpus to evaluate on: encoded pages, encoded queries and their relevance.
+
+    Attributes:
+        name: the label of its rows.
+        pages: ``(D,)`` page encodings.
+        queries: ``(Q,)`` query embeddings, each ``(n_tokens, dim)``.
+        relevance: ``(Q, D)`` graded or binary relevance.
+    """
+
+    name: str
+    pages: Sequence[PageEncoding]
+    queries: Sequence[torch.Tensor]
+    relevance: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not self.pages or not self.queries:
+            raise InvalidInputError(f"{self.name}: need at least one page and one query")
+        if self.relevance.shape != (len(self.queries), len(self.pages)):
+            raise InvalidInputError(
+                f"{self.name}: relevance is {self.relevance.shape}, expected ({len(self.queries)}, {len(self.pages)})"
+            )
+
+
+def _union_set(sets: Sequence[EvalSet]) -> EvalSet:
+    """All sets as one corpus: every query searches every page; relevance stays within its set."""
+    relevance = np.zeros((sum(len(s.queries) for s in sets), sum(len(s.pages) for s in sets)))
+    row = col = 0
+    for s in sets:
+        relevance[row : row + len(s.queries), col : col + len(s.pages)] = s.relevance
+        row, col = row + len(s.queries), col + len(s.pages)
+    pages = [p for s in sets for p in s.pages]
+    return EvalSet("union", pages, [q for s in sets for q in s.queries], relevance)
+
+
+@dataclass
+class _Reference:
+    scores: np.ndarray
+    metrics: dict[str, float]
+    seconds: float
+    vectors: float
+
+
+def _unpruned(target: EvalSet, options: dict[str, Any]) -> tuple[ResultRow, _Reference]:
+    index = PaddedPages([p.embeddings for p in target.pages], device=options["search_device"])
+    scores, seconds = index.search(target.queries, options["timing_repeats"])
+    metrics = _metrics(target.relevance, scores)
+    vectors = float(np.mean([p.num_tokens for p in target.pages]))
+    row = ResultRow(
+        dataset=target.name,
+        pruner=UNPRUNED,
+        keep_ratio=1.0,
+        num_pages=len(target.pages),
+        num_queries=len(target.queries),
+        **metrics,
+        score_retention=1.0,
+        vectors_per_page=vectors,
+        bytes_per_page=vectors * target.pages[0].dim * BYTES_PER_VALUE,
+        search_ms_per_query=seconds * 1e3,
+        prune_ms_per_page=0.0,
+    )
+    return row, _Reference(scores, metrics, seconds, vectors)
+
+
+def _measure(target: EvalSet, pruned: Sequence[PrunedPage], ref: _Reference, options: dict[str, Any]) -> dict:
+    index = PaddedPages([p.embeddings for p in pruned], device=options["search_device"])
+    scores, seconds = index.search(target.queries, options["timing_repeats"])
+    return {
+        **_metrics(target.relevance, scores),
+        "score_retention": _score_retention(target.relevance, ref.scores, scores),
+        "vectors_per_page": float(np.mean([p.num_kept for p in pruned])),
+        "search_ms_per_query": seconds * 1e3,
+    }
+
+
+def _pruned_row(target: EvalSet, label: str, ratio: float, runs: list[dict], ref: _Reference) -> ResultRow:
+    mean = {key: float(np.mean([run[key] for run in runs])) for key in runs[0]}
+    return ResultRow(
+        dataset=target.name,
+        pruner=label,
+        keep_ratio=ratio,
+        num_pages=len(target.pages),
+        num_queries=len(target.queries),
+        **{key: mean[key] for key in METRICS},
+        score_retention=mean["score_retention"],
+        vectors_per_page=mean["vectors_per_page"],
+        bytes_per_page=mean["vectors_per_page"] * target.pages[0].dim * BYTES_PER_VALUE,
+        search_ms_per_query=mean["search_ms_per_query"],
+        prune_ms_per_page=mean["prune_ms_per_page"],
+        **{f"{key}_retention": _ratio(mean[key], ref.metrics[key]) for key in METRICS},
+        search_speedup=_ratio(ref.seconds * 1e3, mean["search_ms_per_query"]),
+        compression=_ratio(ref.vectors, mean["vectors_per_page"]),
+        seeds=len(runs),
+        ndcg_at_5_std=float(np.std([run["ndcg_at_5"] for run in runs])),
+    )
+
+
+def evaluate_sets(
+    sets: Sequence[EvalSet],
     pruners: Sequence[str | PrunerSpec],
     keep_ratios: Sequence[float],
     *,
+    union: bool = False,
     seeds: Sequence[int] = (0, 1, 2),
     calibration_pages: int | None = 256,
     timing_repeats: int = 1,
@@ -253,98 +359,79 @@ def evaluate_encoded(
     show_progress: bool = False,
     pruner_log: list[dict[str, Any]] | None = None,
 ) -> list[ResultRow]:
-    """Rows for one set of encoded pages: the unpruned run, then each pruner at each keep ratio.
+    """Rows for each set: its unpruned run, then each pruner at each keep ratio.
+
+    Each (pruner, ratio, seed) prunes every set's pages once; with ``union=True`` the same
+    pruned pages are also searched as one corpus (rows named ``"union"``).
 
     Args:
-        name: the dataset name for the rows.
-        pages: ``(D,)`` page encodings.
-        queries: ``(Q,)`` query embeddings ``(n_tokens, dim)``.
-        relevance: ``(Q, D)`` relevance (graded or binary).
+        sets: the corpora (see :class:`EvalSet`); names must be distinct.
         pruners: names or specs.
         keep_ratios: ratios in (0, 1].
+        union: also evaluate the union of the sets.
         seeds: the seeds a stochastic pruner (random) is averaged over.
-        calibration_pages: pages used to calibrate pruners that have a ``calibrate`` method
-            (EOS-adaptive), evenly spaced over the dataset; None = all. Calibration is label-free.
+        calibration_pages: pages per set used to calibrate pruners that have a ``calibrate``
+            method (EOS-adaptive), evenly spaced over the set; None = all. Label-free.
         timing_repeats: MaxSim timing is the best of this many passes.
         search_device: where MaxSim runs (``"cpu"`` or ``"cuda"``).
+        show_progress: a progress bar over (pruner, ratio) runs.
         pruner_log: if given, each built pruner's ``config()`` is appended (for the manifest).
     """
     from ..progress import progress
 
     specs = [PrunerSpec.parse(p) for p in pruners]
     ratios = [validate_keep_ratio(r) for r in keep_ratios]
-    if relevance.shape != (len(queries), len(pages)):
-        raise InvalidInputError(f"relevance is {relevance.shape}, expected ({len(queries)}, {len(pages)})")
-    dim = int(pages[0].dim)
-    full_index = PaddedPages([p.embeddings for p in pages], device=search_device)
-    full_scores, full_seconds = full_index.search(queries, timing_repeats)
-    del full_index
-    full_metrics = _metrics(relevance, full_scores)
-    full_vectors = float(np.mean([p.num_tokens for p in pages]))
-    rows = [
-        ResultRow(
-            dataset=name,
-            pruner=UNPRUNED,
-            keep_ratio=1.0,
-            num_pages=len(pages),
-            num_queries=len(queries),
-            **full_metrics,
-            score_retention=1.0,
-            vectors_per_page=full_vectors,
-            bytes_per_page=full_vectors * dim * BYTES_PER_VALUE,
-            search_ms_per_query=full_seconds * 1e3,
-            prune_ms_per_page=0.0,
-        )
-    ]
+    options = {"search_device": search_device, "timing_repeats": timing_repeats}
+    targets = list(sets) + ([_union_set(sets)] if union else [])
+    rows: list[ResultRow] = []
+    refs: dict[str, _Reference] = {}
+    for target in targets:
+        row, refs[target.name] = _unpruned(target, options)
+        rows.append(row)
+    samples: dict[str, list[PageEncoding]] = {}
     runs = [(spec, ratio) for spec in specs for ratio in ratios]
-    sample = None
-    with progress(total=len(runs), desc=f"pruning {name}", unit="run", enabled=show_progress) as bar:
+    with progress(total=len(runs), desc="pruning and searching", unit="run", enabled=show_progress) as bar:
         for spec, ratio in runs:
-            per_seed = []
+            measured: dict[str, list[dict]] = {t.name: [] for t in targets}
             for seed in seeds if spec.stochastic else [None]:
-                pruner = spec.build(ratio, seed)
-                if callable(getattr(pruner, "calibrate", None)):
-                    sample = sample if sample is not None else _calibration_sample(pages, calibration_pages)
-                    pruner.calibrate(sample)
-                pruned, prune_seconds = _prune_all(pruner, pages)
-                index = PaddedPages([p.embeddings for p in pruned], device=search_device)
-                scores, seconds = index.search(queries, timing_repeats)
-                del index
-                vectors = float(np.mean([p.num_kept for p in pruned]))
-                per_seed.append(
-                    {
-                        **_metrics(relevance, scores),
-                        "score_retention": _score_retention(relevance, full_scores, scores),
-                        "vectors_per_page": vectors,
-                        "search_ms_per_query": seconds * 1e3,
-                        "prune_ms_per_page": prune_seconds * 1e3,
-                    }
-                )
-                if pruner_log is not None:
-                    pruner_log.append({"dataset": name, "label": spec.label, **pruner.config()})
-            mean = {key: float(np.mean([run[key] for run in per_seed])) for key in per_seed[0]}
-            rows.append(
-                ResultRow(
-                    dataset=name,
-                    pruner=spec.label,
-                    keep_ratio=ratio,
-                    num_pages=len(pages),
-                    num_queries=len(queries),
-                    **{key: mean[key] for key in METRICS},
-                    score_retention=mean["score_retention"],
-                    vectors_per_page=mean["vectors_per_page"],
-                    bytes_per_page=mean["vectors_per_page"] * dim * BYTES_PER_VALUE,
-                    search_ms_per_query=mean["search_ms_per_query"],
-                    prune_ms_per_page=mean["prune_ms_per_page"],
-                    **{f"{key}_retention": _ratio(mean[key], full_metrics[key]) for key in METRICS},
-                    search_speedup=_ratio(full_seconds * 1e3, mean["search_ms_per_query"]),
-                    compression=_ratio(full_vectors, mean["vectors_per_page"]),
-                    seeds=len(per_seed),
-                    ndcg_at_5_std=float(np.std([run["ndcg_at_5"] for run in per_seed])),
-                )
-            )
+                pruned_sets: list[list[PrunedPage]] = []
+                seconds: list[float] = []
+                for target in sets:
+                    pruner = spec.build(ratio, seed)
+                    if callable(getattr(pruner, "calibrate", None)):
+                        if target.name not in samples:
+                            samples[target.name] = _calibration_sample(target.pages, calibration_pages)
+                        pruner.calibrate(samples[target.name])
+                    pruned, per_page = _prune_all(pruner, target.pages)
+                    pruned_sets.append(pruned)
+                    seconds.append(per_page)
+                    if pruner_log is not None:
+                        pruner_log.append({"dataset": target.name, "label": spec.label, **pruner.config()})
+                    run = _measure(target, pruned, refs[target.name], options)
+                    measured[target.name].append({**run, "prune_ms_per_page": per_page * 1e3})
+                if union:
+                    target = targets[-1]
+                    run = _measure(target, [p for pruned in pruned_sets for p in pruned], refs[target.name], options)
+                    sizes = [len(t.pages) for t in sets]
+                    per_page = float(np.average(seconds, weights=sizes))
+                    measured[target.name].append({**run, "prune_ms_per_page": per_page * 1e3})
+            for target in targets:
+                rows.append(_pruned_row(target, spec.label, ratio, measured[target.name], refs[target.name]))
             bar.update(1)
     return rows
+
+
+def evaluate_encoded(
+    name: str,
+    pages: Sequence[PageEncoding],
+    queries: Sequence[torch.Tensor],
+    relevance: np.ndarray,
+    pruners: Sequence[str | PrunerSpec],
+    keep_ratios: Sequence[float],
+    **options: Any,
+) -> list[ResultRow]:
+    """:func:`evaluate_sets` for one corpus: its unpruned row, then each pruner at each ratio."""
+    return evaluate_sets([EvalSet(name, pages, queries, relevance)], pruners, keep_ratios, **options)
 
 
 def _mean_rows(rows: Sequence[ResultRow], names: Sequence[str]) -> list[ResultRow]:
@@ -380,19 +467,6 @@ def _mean_rows(rows: Sequence[ResultRow], names: Sequence[str]) -> list[ResultRo
             )
         )
     return out
-
-
-def _union(encoded: Sequence[EncodedDataset]) -> tuple[list[PageEncoding], list[torch.Tensor], np.ndarray]:
-    pages = [p for e in encoded for p in e.pages]
-    queries = [q for e in encoded for q in e.query_embeddings]
-    relevance = np.zeros((len(queries), len(pages)))
-    row = col = 0
-    for e in encoded:
-        block = e.dataset.relevance_matrix()
-        relevance[row : row + block.shape[0], col : col + block.shape[1]] = block
-        row += block.shape[0]
-        col += block.shape[1]
-    return pages, queries, relevance
 
 
 def run_eval(
@@ -461,15 +535,13 @@ def run_eval(
         "search_device": search_device,
         "show_progress": show_progress,
     }
-    rows: list[ResultRow] = []
-    encoded_all: list[EncodedDataset] = []
     pruner_log: list[dict[str, Any]] = []
     info = []
+    sets = []
     for dataset in items:
         encoded = encode_dataset(
             dataset, encoder, cache, batch_size=batch_size, refresh=refresh_cache, show_progress=show_progress
         )
-        encoded_all.append(encoded)
         info.append(
             {
                 "name": dataset.name,
@@ -483,23 +555,11 @@ def run_eval(
                 "encode_seconds": encoded.encode_seconds,
             }
         )
-        rows += evaluate_encoded(
-            dataset.name,
-            encoded.pages,
-            encoded.query_embeddings,
-            dataset.relevance_matrix(binary=binary_relevance),
-            specs,
-            ratios,
-            pruner_log=pruner_log,
-            **options,
-        )
+        relevance = dataset.relevance_matrix(binary=binary_relevance)
+        sets.append(EvalSet(dataset.name, encoded.pages, encoded.query_embeddings, relevance))
+    rows = evaluate_sets(sets, specs, ratios, union=union and len(sets) > 1, pruner_log=pruner_log, **options)
     if len(items) > 1:
         rows += _mean_rows(rows, names)
-        if union:
-            pages, queries, relevance = _union(encoded_all)
-            if not binary_relevance:
-                logger.info("union rows use binary relevance")
-            rows += evaluate_encoded("union", pages, queries, relevance, specs, ratios, **options)
     config = {
         "encoder": dict(encoder.describe()),
         "scorable_layers": list(encoder.scorable_layers),

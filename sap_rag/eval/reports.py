@@ -9,10 +9,24 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import MissingDependencyError
+
 if TYPE_CHECKING:
     from .harness import EvalResults, ResultRow
 
-__all__ = ["markdown_report", "plot_retention", "retention_table", "write_csv", "write_reports"]
+__all__ = ["markdown_report", "plot_retention", "require_matplotlib", "retention_table", "write_csv", "write_reports"]
+
+
+def require_matplotlib(purpose: str):
+    """``(FigureCanvasAgg, Figure)``: matplotlib's Agg canvas (no display, no global backend change)."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{purpose} needs matplotlib: pip install matplotlib  (or pip install 'sap-rag[eval]')"
+        ) from exc
+    return FigureCanvasAgg, Figure
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -98,8 +112,9 @@ def markdown_report(results: EvalResults) -> str:
         "",
         "NDCG retention = pruned NDCG / unpruned NDCG. SR = mean Score Retention (pruned MaxSim / full MaxSim) "
         "over relevant (query, page) pairs. Bytes count float16 storage (2 x dim bytes per vector). Search time: "
-        "brute-force MaxSim of one query against every page of the dataset. Stochastic pruners are averaged over "
-        f"seeds {results.config.get('seeds')}. 'mean' rows average the datasets (retention = mean / mean).",
+        "brute-force MaxSim of one query against every page of the dataset (median over queries). "
+        f"Stochastic pruners are averaged over seeds {results.config.get('seeds')}. "
+        "'mean' rows average the datasets (retention = mean / mean); 'union' rows search all datasets as one.",
     ]
     for group in _groups(results.rows):
         lines += ["", f"## {group}", "", "NDCG@5 kept (% of unpruned):", "", retention_table(results.rows, group)]
@@ -109,9 +124,7 @@ def markdown_report(results: EvalResults) -> str:
 
 def plot_retention(rows: Sequence[ResultRow], path: str | Path, metric: str = "ndcg_at_5") -> Path:
     """PNG: ``metric`` retention against keep ratio, one line per pruner, one panel per dataset."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
+    FigureCanvasAgg, Figure = require_matplotlib("the retention plot")
     groups = _groups(rows)
     figure = Figure(figsize=(5.2 * len(groups), 4.0), dpi=110)
     FigureCanvasAgg(figure)

@@ -119,9 +119,9 @@ def _wrap(text: str, width: int) -> str:
 
 def render_page(page: SyntheticPage, size: tuple[int, int] = (448, 576)) -> Image.Image:
     """Render ``page`` as an RGB image of ``size`` (width, height) pixels with matplotlib."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from .reports import require_matplotlib
 
+    FigureCanvasAgg, Figure = require_matplotlib("rendering synthetic pages")
     width, height = size
     dpi = 100
     figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")
