@@ -40,11 +40,13 @@ def _pct(value: float) -> str:
 
 
 def _groups(rows: Sequence[ResultRow]) -> list[str]:
+    """Dataset names in order of appearance, then the "mean" and "union" summaries."""
     seen: list[str] = []
     for row in rows:
         if row.dataset not in seen:
             seen.append(row.dataset)
-    return seen
+    summaries = [name for name in ("mean", "union") if name in seen]
+    return [name for name in seen if name not in summaries] + summaries
 
 
 def write_csv(rows: Sequence[ResultRow], path: str | Path) -> Path:
@@ -126,9 +128,13 @@ def plot_retention(rows: Sequence[ResultRow], path: str | Path, metric: str = "n
     """PNG: ``metric`` retention against keep ratio, one line per pruner, one panel per dataset."""
     FigureCanvasAgg, Figure = require_matplotlib("the retention plot")
     groups = _groups(rows)
-    figure = Figure(figsize=(5.2 * len(groups), 4.0), dpi=110)
+    ncols = min(3, len(groups))
+    nrows = math.ceil(len(groups) / ncols)
+    figure = Figure(figsize=(5.2 * ncols, 4.0 * nrows), dpi=110)
     FigureCanvasAgg(figure)
-    axes = figure.subplots(1, len(groups), squeeze=False)[0]
+    axes = figure.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[len(groups) :]:
+        ax.set_visible(False)
     for ax, group in zip(axes, groups):
         chosen = [r for r in rows if r.dataset == group and r.pruner != "none"]
         pruners: list[str] = []
