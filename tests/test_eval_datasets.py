@@ -148,6 +148,9 @@ def test_missing_and_malformed_inputs_are_named(tmp_path):
     _write_jsonl(root / "queries.jsonl", [{"qid": 0, "query": "x"}])
     with pytest.raises(DatasetError, match=r"row 1 has no query id \('query-id'\) column"):
         load_dataset(root)
+    _write_jsonl(root / "queries.jsonl", [{"query-id": 0, "query": None}])
+    with pytest.raises(DatasetError, match=r"row 1: the query text \('query'\) column 'query' is empty"):
+        load_dataset(root)
     _write_jsonl(root / "queries.jsonl", [{"query-id": 0, "query": "x"}])
     (root / "images" / "page-0001.png").unlink()
     with pytest.raises(DatasetError, match=r"image file 'images/page-0001.png' not found"):

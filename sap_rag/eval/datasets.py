@@ -289,6 +289,9 @@ def _column(row: dict[str, Any], names: Sequence[str], where: str, what: str) ->
     for name in names:
         if name in row and row[name] is not None:
             return row[name]
+    present = [name for name in names if name in row]
+    if present:
+        raise DatasetError(f"{where}: the {what} column {present[0]!r} is empty")
     raise DatasetError(f"{where} has no {what} column (looked for {', '.join(names)}); it has: {sorted(row)}")
 
 
