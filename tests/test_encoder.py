@@ -147,3 +147,19 @@ def test_empty_inputs_are_clear_errors(tiny_encoder):
         tiny_encoder.encode_queries("a bare string")
     with pytest.raises(InvalidInputError, match="indegree_layers"):
         tiny_encoder.encode_pages([make_page(0)], indegree_layers="most")
+
+
+def test_concurrent_page_and_query_encoding_from_threads_match_serial_results(tiny_encoder, pages):
+    from concurrent.futures import ThreadPoolExecutor
+
+    (page_ref,) = tiny_encoder.encode_pages(pages[:1])
+    (query_ref,) = tiny_encoder.encode_queries(["revenue by region"])
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        page_jobs = [pool.submit(tiny_encoder.encode_pages, pages[:1]) for _ in range(4)]
+        query_jobs = [pool.submit(tiny_encoder.encode_queries, ["revenue by region"]) for _ in range(4)]
+        for job in page_jobs:
+            (page,) = job.result()
+            assert torch.allclose(page.sap_scores, page_ref.sap_scores, atol=1e-6)
+        for job in query_jobs:
+            (query,) = job.result()
+            assert torch.allclose(query, query_ref, atol=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -54,6 +55,9 @@ class PageEncoder:
 
         self.window = validate_window(window, self.num_layers, self.scorable_layers)
         self.window_source = window_source
+        # Page forwards switch the text model's attention implementation and install sinks for
+        # their duration, so forwards from several threads (a framework's batch()) must not overlap.
+        self._forward_lock = threading.RLock()
 
     # --- descriptive properties -----------------------------------------------------------
 
@@ -176,12 +180,13 @@ class PageEncoder:
         visual_mask = input_ids == self.image_token_id
         visual = [row.nonzero().flatten() for row in visual_mask]
         last_token = [int(row.nonzero().max()) for row in batch["attention_mask"]]
-        if layers or eos_layer is not None:
-            with self._capture.capture(layers, visual, last_token, eos_layer) as request:
+        with self._forward_lock:
+            if layers or eos_layer is not None:
+                with self._capture.capture(layers, visual, last_token, eos_layer) as request:
+                    output = self.model(**batch)
+            else:
+                request = None
                 output = self.model(**batch)
-        else:
-            request = None
-            output = self.model(**batch)
         pages = []
         for b, image in enumerate(images):
             embeddings = output[b, visual[b]].to(torch.float32).cpu()
@@ -232,10 +237,9 @@ class PageEncoder:
         with progress(total=len(queries), desc="encoding queries", unit="query", enabled=show_progress) as bar:
             for start in range(0, len(queries), size):
                 chunk = list(queries[start : start + size])
-                with torch.no_grad():
-                    batch = self._to_device(
-                        self.family_spec.prepare_inputs(dict(self.processor.process_queries(chunk)))
-                    )
+                processed = dict(self.processor.process_queries(chunk))
+                batch = self._to_device(self.family_spec.prepare_inputs(processed))
+                with torch.no_grad(), self._forward_lock:
                     output = self.model(**batch)
                 mask = batch["attention_mask"].bool()
                 out.extend(output[b, mask[b]].to(torch.float32).cpu() for b in range(len(chunk)))
@@ -255,7 +259,8 @@ class PageEncoder:
         pages = [load_image(image, name=f"image #{i}") for i, image in enumerate(images)]
         batch = self._to_device(dict(self.processor.process_images(pages)))
         visual_mask = batch["input_ids"] == self.image_token_id
-        attentions = self.family_spec.reference_attentions(self.model, batch)
+        with self._forward_lock:
+            attentions = self.family_spec.reference_attentions(self.model, batch)
         results = []
         for b in range(len(pages)):
             visual = visual_mask[b].nonzero().flatten()
