@@ -126,9 +126,9 @@ def load_encoder(
         seed: seed of a ``tiny:`` model.
         model_kwargs: passed to the model's ``from_pretrained``.
     """
-    spec = os.fspath(spec)
-    if not isinstance(spec, str) or not spec.strip():
+    if not isinstance(spec, (str, os.PathLike)) or not os.fspath(spec).strip():
         raise InvalidInputError(f"a model spec is a hub id, a local directory or 'tiny:<family>', got {spec!r}")
+    spec = os.fspath(spec)
     torch_device = torch.device(device) if device is not None else _default_device()
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, None)
