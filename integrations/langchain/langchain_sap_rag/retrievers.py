@@ -14,7 +14,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, Callba
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field
 
 from sap_rag.errors import InvalidInputError
 
@@ -86,10 +86,12 @@ class SAPRetriever(BaseRetriever):
     filter: dict[str, Any] | None = Field(default=None, description="SAPIndex filter dict.")
     include_image: bool = Field(default=False, description="Add image_base64 and mime_type to the metadata.")
 
-    @field_validator("index", mode="before")
-    @classmethod
-    def _open(cls, value: Any) -> Any:
-        return open_index(value)
+    def __init__(self, **kwargs: Any) -> None:
+        # Opened before pydantic validates, so the core's errors reach the caller as they are
+        # (pydantic would wrap them in a ValidationError).
+        if "index" in kwargs:
+            kwargs["index"] = open_index(kwargs["index"])
+        super().__init__(**kwargs)
 
     # --- retrieval -----------------------------------------------------------------------
 
