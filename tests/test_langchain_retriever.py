@@ -86,6 +86,8 @@ def test_errors_are_clear(index, tmp_path):
         SAPRetriever(index=tmp_path / "missing-index")
     with pytest.raises(InvalidInputError, match="floats"):
         SAPRetriever(index=index).invoke(QUERY, filter={"score": 0.5})
+    with pytest.raises(InvalidInputError, match="any-of"):
+        SAPRetriever(index=index, filter={"team": ["a", 1]})
     with pytest.raises(InvalidInputError, match="unknown arguments"):
         SAPRetriever(index=index).invoke(QUERY, top_k=3)
     with pytest.raises(InvalidInputError, match="SAPIndex"):

@@ -106,7 +106,7 @@ def test_core_errors_reach_the_user(index, tmp_path):
         SAPRetriever(tmp_path / "no-such-index")
     floats = _filters(MetadataFilter(key="score", value=0.5))
     with pytest.raises(InvalidInputError, match="floats"):
-        SAPRetriever(index, filters=floats).retrieve(QUERY)
+        SAPRetriever(index, filters=floats)
     with pytest.raises(InvalidInputError, match="empty"):
         SAPRetriever(index).retrieve(" ")
     with pytest.raises(InvalidInputError, match="SAPIndex"):

@@ -17,6 +17,7 @@ from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict, Field
 
 from sap_rag.errors import InvalidInputError
+from sap_rag.index import parse_filter
 
 from ._core import index_paths, open_index, open_or_create_index
 
@@ -91,6 +92,8 @@ class SAPRetriever(BaseRetriever):
         # (pydantic would wrap them in a ValidationError).
         if "index" in kwargs:
             kwargs["index"] = open_index(kwargs["index"])
+        if kwargs.get("filter") is not None:
+            parse_filter(kwargs["filter"])  # a bad filter fails here, not at the first query
         super().__init__(**kwargs)
 
     # --- retrieval -----------------------------------------------------------------------

@@ -13,6 +13,8 @@ from llama_index.core.constants import DEFAULT_SIMILARITY_TOP_K
 from llama_index.core.schema import ImageNode, NodeWithScore, QueryBundle
 from llama_index.core.vector_stores.types import MetadataFilters
 
+from sap_rag.index import parse_filter
+
 from ._core import node_id, open_index
 from .filters import NO_MATCH, to_index_filter
 
@@ -47,8 +49,10 @@ class SAPRetriever(BaseRetriever):
         index: a ``SAPIndex``, or the path of one (opened with ``SAPIndex.open(path, **open_kwargs)``).
         similarity_top_k: pages per query.
         filters: LlamaIndex ``MetadataFilters`` on ``doc_id``, ``page_number`` or document metadata
-            keys (``EQ``/``IN``, combined with ``AND``, or ``OR`` on one key; anything else raises
-            :class:`~llama_index.retrievers.sap_rag.filters.UnsupportedFilterError` when the retriever is built).
+            keys (``EQ``/``IN``, combined with ``AND``, or ``OR`` on one key). Checked when the
+            retriever is built: anything else raises
+            :class:`~llama_index.retrievers.sap_rag.filters.UnsupportedFilterError`, a bad value
+            ``sap_rag.InvalidInputError``.
         callback_manager: LlamaIndex callbacks.
         verbose: LlamaIndex's verbose flag.
         open_kwargs: passed to ``SAPIndex.open`` when ``index`` is a path.
@@ -71,7 +75,10 @@ class SAPRetriever(BaseRetriever):
         self._index = open_index(index, **open_kwargs)
         self._similarity_top_k = similarity_top_k
         self._filters = filters
-        self._index_filter = to_index_filter(filters)  # translate now: an unsupported filter fails here
+        # Translate and check now, so a bad filter fails here rather than at the first query.
+        self._index_filter = to_index_filter(filters)
+        if isinstance(self._index_filter, dict):
+            parse_filter(self._index_filter)
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
     @property
