@@ -43,6 +43,13 @@ _LAZY = {
     "maxsim": "sap_rag.search.maxsim",
     "maxsim_matrix": "sap_rag.search.maxsim",
     "score_retention": "sap_rag.search.maxsim",
+    "PRUNERS": "sap_rag.pruning.registry",
+    "make_pruner": "sap_rag.pruning.registry",
+    "pruner_names": "sap_rag.pruning.registry",
+    "run_eval": "sap_rag.eval.harness",
+    "load_dataset": "sap_rag.eval.datasets",
+    "make_synthetic_dataset": "sap_rag.eval.synthetic",
+    "DatasetError": "sap_rag.eval.errors",
 }
 
 __all__ = [
@@ -65,7 +72,12 @@ if TYPE_CHECKING:
     from .encoders.encoder import PageEncoder
     from .encoders.loading import load_encoder
     from .encoders.tiny import build_tiny
+    from .eval.datasets import load_dataset
+    from .eval.errors import DatasetError
+    from .eval.harness import run_eval
+    from .eval.synthetic import make_synthetic_dataset
     from .pruning.base import Pruner
+    from .pruning.registry import PRUNERS, make_pruner, pruner_names
     from .pruning.sap import SAPPruner
     from .search.maxsim import maxsim, maxsim_matrix, score_retention
     from .types import PageEncoding, PrunedPage

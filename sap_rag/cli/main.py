@@ -18,14 +18,16 @@ EPILOG = """examples:
   sap-rag info --index ./idx
   sap-rag show --index ./idx --doc DOC_ID --page 1 --out overlay.png
   sap-rag calibrate --model vidore/colqwen2-v1.0 --pairs pairs.jsonl --out calib.json --plot sr.png
+  sap-rag eval --dataset data/vidore_v2 --model vidore/colqwen2-v1.0 --pruners all --out out/eval
 
 Run 'sap-rag COMMAND --help' for each command's options and examples."""
 
 
 def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
+    from ..eval.cli import add_eval_parser
     from . import calibrate_cmd
 
-    return [calibrate_cmd.register]
+    return [calibrate_cmd.register, add_eval_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

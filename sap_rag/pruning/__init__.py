@@ -1,6 +1,30 @@
-"""Pruning: choose, per page, the vectors to index."""
+"""Pruning: choose, per page, the vectors to index (SAP and the baselines it is compared with)."""
 
 from .base import Pruner, budget, validate_keep_ratio
+from .cluster import ClusterMergePruner
+from .eos_adaptive import EOSAdaptivePruner
+from .final_layer import FinalLayerPruner
+from .hierarchical import HierarchicalPoolingPruner
+from .random_pruner import RandomPruner
+from .registry import PRUNERS, make_pruner, pruner_names
 from .sap import HeadReduce, SAPPruner
+from .sap_max import SAPMaxPruner
+from .spare import SpareResidualPruner
 
-__all__ = ["HeadReduce", "Pruner", "SAPPruner", "budget", "validate_keep_ratio"]
+__all__ = [
+    "PRUNERS",
+    "ClusterMergePruner",
+    "EOSAdaptivePruner",
+    "FinalLayerPruner",
+    "HeadReduce",
+    "HierarchicalPoolingPruner",
+    "Pruner",
+    "RandomPruner",
+    "SAPMaxPruner",
+    "SAPPruner",
+    "SpareResidualPruner",
+    "budget",
+    "make_pruner",
+    "pruner_names",
+    "validate_keep_ratio",
+]

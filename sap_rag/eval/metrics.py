@@ -1,0 +1,99 @@
+"""Ranking metrics over a score matrix: NDCG@k (as ``sklearn.metrics.ndcg_score``) and recall@k.
+
+Both take ``y_true`` (relevance, ``(n_queries, n_docs)``, non-negative; graded or binary) and
+``y_score`` (retrieval scores of the same shape; higher ranks first).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidInputError
+
+__all__ = ["ndcg_at_k", "ndcg_per_query", "recall_at_k", "recall_per_query"]
+
+
+def _check(y_true, y_score, k: int) -> tuple[np.ndarray, np.ndarray]:
+    true = np.asarray(y_true, dtype=np.float64)
+    score = np.asarray(y_score, dtype=np.float64)
+    if true.ndim != 2 or true.shape != score.shape:
+        raise InvalidInputError(
+            f"y_true and y_score must be 2-D arrays (n_queries, n_docs) of one shape, "
+            f"got {true.shape} and {score.shape}"
+        )
+    if true.shape[1] < 1 or true.shape[0] < 1:
+        raise InvalidInputError("need at least one query and one document")
+    if np.any(true < 0) or not np.all(np.isfinite(true)):
+        raise InvalidInputError("relevance (y_true) must be finite and non-negative")
+    if np.any(np.isnan(score)):
+        raise InvalidInputError("y_score contains NaN")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+    return true, score
+
+
+def _discounts(n: int, k: int) -> np.ndarray:
+    """``(n,)`` ``1 / log2(rank + 1)`` for ranks 1..n, zero beyond rank ``k``."""
+    discount = 1.0 / np.log2(np.arange(n) + 2.0)
+    discount[k:] = 0.0
+    return discount
+
+
+def _tie_averaged_dcg(relevance: np.ndarray, scores: np.ndarray, discount_cumsum: np.ndarray) -> float:
+    """DCG where tied scores share the average gain of their group (sklearn's ``ignore_ties=False``)."""
+    _, inverse, counts = np.unique(-scores, return_inverse=True, return_counts=True)
+    group_gain = np.zeros(len(counts))
+    np.add.at(group_gain, inverse, relevance)
+    group_gain /= counts
+    ends = np.cumsum(counts) - 1
+    group_discount = np.diff(np.concatenate([[0.0], discount_cumsum[ends]]))
+    return float((group_gain * group_discount).sum())
+
+
+def ndcg_per_query(y_true, y_score, k: int = 5) -> np.ndarray:
+    """``(n_queries,)`` NDCG@k of each query, with linear gains and ``1/log2(rank+1)`` discounts.
+
+    Tied scores get the average gain of the tie (so the result does not depend on how ties
+    would be broken); a query with no relevant document scores 0. Identical to
+    ``sklearn.metrics.ndcg_score(y_true, y_score, k=k)`` query by query.
+
+    >>> ndcg_per_query([[1, 0, 0], [0, 0, 1]], [[0.9, 0.5, 0.1], [0.9, 0.5, 0.1]], k=3).round(4).tolist()
+    [1.0, 0.5]
+    """
+    true, score = _check(y_true, y_score, k)
+    discount = _discounts(true.shape[1], k)
+    cumsum = np.cumsum(discount)
+    ideal = -np.sort(-true, axis=1) @ discount
+    result = np.zeros(true.shape[0])
+    for i in range(true.shape[0]):
+        if ideal[i] > 0:
+            result[i] = _tie_averaged_dcg(true[i], score[i], cumsum) / ideal[i]
+    return result
+
+
+def ndcg_at_k(y_true, y_score, k: int = 5) -> float:
+    """Mean NDCG@k over queries (see :func:`ndcg_per_query`)."""
+    return float(ndcg_per_query(y_true, y_score, k).mean())
+
+
+def recall_per_query(y_true, y_score, k: int = 5) -> np.ndarray:
+    """``(n_queries,)`` share of each query's relevant documents found in its top ``k``.
+
+    Ranking is by descending score, ties broken by document order (the earlier document
+    first); any positive relevance counts as relevant. A query with no relevant document
+    scores 0.
+
+    >>> recall_per_query([[1, 0, 1, 0]], [[0.1, 0.9, 0.8, 0.2]], k=2).tolist()
+    [0.5]
+    """
+    true, score = _check(y_true, y_score, k)
+    relevant = true > 0
+    order = np.argsort(-score, axis=1, kind="stable")[:, :k]
+    found = np.take_along_axis(relevant, order, axis=1).sum(axis=1)
+    total = relevant.sum(axis=1)
+    return np.divide(found, total, out=np.zeros(true.shape[0]), where=total > 0)
+
+
+def recall_at_k(y_true, y_score, k: int = 5) -> float:
+    """Mean recall@k over queries (see :func:`recall_per_query`)."""
+    return float(recall_per_query(y_true, y_score, k).mean())
