@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import pickle
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from llama_index.core.ingestion import IngestionPipeline
 from llama_index.core.schema import Document, ImageDocument, ImageNode, NodeRelationship, TextNode
 from llama_index.retrievers.sap_rag import SAPRetriever, VisualDocumentIndexer
 
-from sap_rag import UnreadableInputError
+from sap_rag import InvalidInputError, UnreadableInputError
 from sap_rag.index import SAPIndex
 
 
@@ -156,3 +157,9 @@ def test_index_given_as_a_path(index, files, tmp_path):
         assert len(nodes) == 1
     finally:
         indexer.index.close()
+
+
+def test_indexer_refuses_to_go_to_another_process(index):
+    # IngestionPipeline(num_workers>1) pickles transformations; the open index cannot follow.
+    with pytest.raises(InvalidInputError, match="num_workers=1"):
+        pickle.dumps(VisualDocumentIndexer(index=index))

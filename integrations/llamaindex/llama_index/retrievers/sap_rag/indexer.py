@@ -14,7 +14,7 @@ from llama_index.core.schema import BaseNode, ImageNode, NodeRelationship
 from llama_index.core.utils import get_tqdm_iterable
 from pydantic import Field
 
-from sap_rag.errors import UnreadableInputError
+from sap_rag.errors import InvalidInputError, UnreadableInputError
 from sap_rag.ingest import Document
 
 from ._core import add_to_index, load_source, node_id, open_index
@@ -74,6 +74,14 @@ class VisualDocumentIndexer(NodeParser):
     @classmethod
     def class_name(cls) -> str:
         return "VisualDocumentIndexer"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # IngestionPipeline(num_workers>1) pickles its transformations into worker processes;
+        # LlamaIndex would silently drop the open index and fail there with an AttributeError.
+        raise InvalidInputError(
+            "VisualDocumentIndexer cannot be sent to another process: its SAPIndex is open in this one "
+            "(an index can be open only once); run the IngestionPipeline with num_workers=1 (the default)"
+        )
 
     def as_retriever(self, **kwargs: Any) -> Any:
         """A :class:`SAPRetriever` over the same index (``similarity_top_k``, ``filters``...)."""
