@@ -129,6 +129,8 @@ def test_add_documents_from_a_loader(empty_index, folder):
     assert pages[0].metadata["author"] == "ann" and "page" not in pages[0].metadata  # per-page keys dropped
     with pytest.raises(InvalidInputError, match="source"):
         retriever.add_documents([Document(page_content="no file")])
+    with pytest.raises(InvalidInputError, match=r"a\.png.*JSON"):
+        retriever.add_documents([Document(page_content="", metadata={"source": str(folder / "a.png"), "x": object()})])
 
 
 def test_from_paths_creates_then_reopens(tmp_path, folder, tiny_encoder):

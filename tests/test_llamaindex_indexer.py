@@ -163,3 +163,13 @@ def test_indexer_refuses_to_go_to_another_process(index):
     # IngestionPipeline(num_workers>1) pickles transformations; the open index cannot follow.
     with pytest.raises(InvalidInputError, match="num_workers=1"):
         pickle.dumps(VisualDocumentIndexer(index=index))
+
+
+def test_metadata_the_index_cannot_store_fails_before_any_write(index, files):
+    docs = [
+        Document(text="", metadata={"file_path": str(files["page0"])}),
+        Document(text="", metadata={"file_path": str(files["page1"]), "a.b": 1}),
+    ]
+    with pytest.raises(InvalidInputError, match=r"page1\.png.*'a\.b'"):
+        VisualDocumentIndexer(index=index).get_nodes_from_documents(docs)
+    assert len(index) == 0

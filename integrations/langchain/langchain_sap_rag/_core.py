@@ -68,6 +68,7 @@ def index_paths(
     The single place where files enter the index: switch to ``index.add_documents`` here once the
     core offers it.
     """
+    from sap_rag.index.filters import validate_metadata
     from sap_rag.ingest import load_documents
 
     paths = [os.fspath(p) for p in paths]
@@ -75,9 +76,14 @@ def index_paths(
     for error in errors:
         logger.warning("skipped %s: %s", error.source, error.message)
     extra = {os.path.abspath(k): dict(v) for k, v in (per_file_metadata or {}).items()}
-    ids = []
-    for document in documents:
+    batch = []
+    for document in documents:  # check every file's metadata before writing any
         meta = {**document.metadata, **extra.get(os.path.abspath(document.source), {})}
+        try:
+            validate_metadata(meta)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{document.source}: {exc}") from exc
+        batch.append((document, meta))
+    for document, meta in batch:
         index.add_images(document.pages, doc_id=document.doc_id, metadata=meta)
-        ids.append(document.doc_id)
-    return ids
+    return [document.doc_id for document, _ in batch]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sap_rag.errors import InvalidInputError, UnreadableInputError
+from sap_rag.index.filters import validate_metadata
 from sap_rag.ingest import Document, content_id, load_document, load_image
 
 logger = logging.getLogger(__name__)
@@ -61,9 +62,16 @@ def load_source(
     ``image_data`` is base64 image bytes (LlamaIndex's storage form); ``image_path`` an image file;
     ``file_path`` a PDF or image file. The first one given wins.
 
+    The metadata is checked here too (string keys, JSON values), so a batch fails before any write.
+
     Raises:
         UnreadableInputError: nothing to read, or it cannot be read as pages.
+        InvalidInputError: the metadata cannot be stored in the index.
     """
+    try:
+        validate_metadata(metadata)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{label}: {exc}") from exc
     if image_data is not None:
         try:
             raw = base64.b64decode(image_data, validate=True)
