@@ -1,0 +1,89 @@
+"""The few calls into ``sap_rag`` this package makes, in one place.
+
+Everything that decides anything (reading files, pruning, storing, searching) is ``sap_rag``'s;
+these helpers only pick the right entry point.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sap_rag.errors import InvalidInputError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["index_paths", "open_index", "open_or_create_index"]
+
+
+def open_index(index: Any, **open_kwargs: Any) -> Any:
+    """``index`` itself when it is a ``SAPIndex`` object; ``SAPIndex.open(index)`` when it is a path.
+
+    Raises:
+        sap_rag.index.IndexNotFoundError: no index at that path (from ``SAPIndex.open``).
+        InvalidInputError: ``index`` is neither.
+    """
+    if isinstance(index, (str, os.PathLike)):
+        from sap_rag.index import SAPIndex
+
+        return SAPIndex.open(index, **open_kwargs)
+    if index is None or not callable(getattr(index, "search", None)):
+        raise InvalidInputError(
+            f"index must be a sap_rag SAPIndex or the path of one, got {type(index).__name__}; "
+            "create one with SAPIndex.create(path, encoder=...) or SAPRetriever.from_paths(...)"
+        )
+    return index
+
+
+def open_or_create_index(path: str | os.PathLike, *, encoder: Any, **create_kwargs: Any) -> Any:
+    """Open the index at ``path``, or create it there with ``encoder`` when there is none."""
+    from sap_rag.index import IndexNotFoundError, SAPIndex
+
+    try:
+        return SAPIndex.open(path)
+    except IndexNotFoundError as exc:
+        if encoder is None:
+            raise IndexNotFoundError(f"{exc}; pass encoder=... (a model spec or PageEncoder) to create one") from exc
+    logger.info("creating a SAPIndex at %s", path)
+    return SAPIndex.create(path, encoder=encoder, **create_kwargs)
+
+
+def index_paths(
+    index: Any,
+    paths: Iterable[str | os.PathLike],
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    per_file_metadata: Mapping[str, Mapping[str, Any]] | None = None,
+    skip_errors: bool = False,
+) -> list[str]:
+    """Add the PDFs and images at ``paths`` (files or folders) to ``index``; return their doc ids.
+
+    Ids are content hashes, so adding a file again replaces it instead of duplicating it. With
+    ``skip_errors=False`` an unreadable file raises ``sap_rag.UnreadableInputError`` before
+    anything is written; with True it is logged and skipped. ``per_file_metadata`` maps a path as
+    given to extra metadata for that file (it wins over ``metadata``).
+
+    The single place where files enter the index: switch to ``index.add_documents`` here once the
+    core offers it.
+    """
+    from sap_rag.index.filters import validate_metadata
+    from sap_rag.ingest import load_documents
+
+    paths = [os.fspath(p) for p in paths]
+    documents, errors = load_documents(paths, skip_errors=skip_errors, metadata=dict(metadata or {}))
+    for error in errors:
+        logger.warning("skipped %s: %s", error.source, error.message)
+    extra = {os.path.abspath(k): dict(v) for k, v in (per_file_metadata or {}).items()}
+    batch = []
+    for document in documents:  # check every file's metadata before writing any
+        meta = {**document.metadata, **extra.get(os.path.abspath(document.source), {})}
+        try:
+            validate_metadata(meta)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{document.source}: {exc}") from exc
+        batch.append((document, meta))
+    for document, meta in batch:
+        index.add_images(document.pages, doc_id=document.doc_id, metadata=meta)
+    return [document.doc_id for document, _ in batch]

@@ -1,0 +1,43 @@
+"""The page index: SAP-pruned multi-vector pages in Qdrant (embedded Qdrant Edge or a server).
+
+>>> from sap_rag.index import SAPIndex, StorageType
+>>> StorageType("float16").exact
+True
+"""
+
+from .errors import (
+    BackendError,
+    DocumentNotFoundError,
+    EncoderMismatchError,
+    IndexClosedError,
+    IndexExistsError,
+    IndexFormatError,
+    IndexLockedError,
+    IndexNotFoundError,
+)
+from .filters import parse_filter
+from .index import SAPIndex
+from .manifest import FORMAT_VERSION, Manifest
+from .options import StorageType, TwoStageMode
+from .results import DocumentInfo, IndexCheck, IndexStats, SearchHit
+
+__all__ = [
+    "FORMAT_VERSION",
+    "BackendError",
+    "DocumentInfo",
+    "DocumentNotFoundError",
+    "EncoderMismatchError",
+    "IndexCheck",
+    "IndexClosedError",
+    "IndexExistsError",
+    "IndexFormatError",
+    "IndexLockedError",
+    "IndexNotFoundError",
+    "IndexStats",
+    "Manifest",
+    "SAPIndex",
+    "SearchHit",
+    "StorageType",
+    "TwoStageMode",
+    "parse_filter",
+]

@@ -1,0 +1,5 @@
+"""Vector engines behind the index: Qdrant Edge (embedded) and a Qdrant server (qdrant-client)."""
+
+from .base import ANCHORS, SUMMARY, Backend, PagePoint, QuerySpec, ScoredPoint
+
+__all__ = ["ANCHORS", "SUMMARY", "Backend", "PagePoint", "QuerySpec", "ScoredPoint"]

@@ -1,0 +1,268 @@
+"""Qdrant server backend, through ``qdrant-client``: the same collection schema on a server or cluster.
+
+Also runs on ``qdrant-client``'s local mode (``QdrantClient(":memory:")`` or
+``QdrantClient(path=...)``), a pure-Python implementation of the same query semantics, which the
+tests use as a stand-in for a server. Local mode ignores storage datatypes and quantization (it
+scores in float32); sap-rag rounds vectors to the storage precision before sending them, so the
+scores still agree with Qdrant Edge.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ...errors import InvalidInputError, MissingDependencyError
+from .._fs import allocated_bytes
+from ..errors import BackendError, IndexExistsError, IndexFormatError
+from ..filters import FieldMatch
+from ..options import StorageType
+from .base import ANCHORS, SUMMARY, Backend, PagePoint, QuerySpec, ScoredPoint
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["QdrantBackend", "connect"]
+
+
+def _models() -> Any:
+    try:
+        from qdrant_client import models
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "a Qdrant server index needs qdrant-client: pip install 'qdrant-client>=1.12'"
+        ) from exc
+    return models
+
+
+def connect(
+    *, url: str | None = None, path: str | None = None, location: str | None = None, api_key: str | None = None
+) -> Any:
+    """A ``QdrantClient`` for a server ``url``, a local-mode ``path``, or ``location=":memory:"``."""
+    try:
+        from qdrant_client import QdrantClient
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "a Qdrant server index needs qdrant-client: pip install 'qdrant-client>=1.12'"
+        ) from exc
+    if url:
+        return QdrantClient(url=url, api_key=api_key)
+    if path:
+        return QdrantClient(path=path)
+    if location:
+        return QdrantClient(location=location)
+    raise InvalidInputError("give a Qdrant url, a local-mode path, or a QdrantClient object")
+
+
+def _filter(conditions: tuple[FieldMatch, ...]) -> Any:
+    if not conditions:
+        return None
+    m = _models()
+    must = []
+    for cond in conditions:
+        if len(cond.values) == 1:
+            match = m.MatchValue(value=cond.values[0])
+        else:
+            match = m.MatchAny(any=list(cond.values))
+        must.append(m.FieldCondition(key=cond.path, match=match))
+    return m.Filter(must=must)
+
+
+class QdrantBackend(Backend):
+    """One collection on a Qdrant server (or in ``qdrant-client`` local mode)."""
+
+    kind = "qdrant"
+
+    def __init__(
+        self,
+        client: Any,
+        collection: str,
+        *,
+        dim: int,
+        storage: StorageType,
+        oversampling: float = 4.0,
+        owns_client: bool = False,
+    ) -> None:
+        super().__init__(dim=dim, storage=storage, oversampling=oversampling)
+        self.client = client
+        self.collection = collection
+        self._owns_client = owns_client
+
+    @property
+    def is_local(self) -> bool:
+        """True for ``qdrant-client`` local mode (no server)."""
+        inner = getattr(self.client, "_client", None)
+        return type(inner).__name__ == "QdrantLocal"
+
+    @classmethod
+    def create(
+        cls,
+        client: Any,
+        collection: str,
+        *,
+        dim: int,
+        storage: StorageType,
+        oversampling: float = 4.0,
+        owns_client: bool = False,
+    ) -> QdrantBackend:
+        m = _models()
+        if client.collection_exists(collection):
+            raise IndexExistsError(
+                f"the Qdrant collection {collection!r} already exists; open its index with SAPIndex.open, "
+                "or pick another collection name"
+            )
+        datatype = m.Datatype.FLOAT32 if storage is StorageType.FLOAT32 else m.Datatype.FLOAT16
+        quantization = (
+            m.ScalarQuantization(scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, always_ram=True))
+            if storage is StorageType.INT8
+            else None
+        )
+        vectors = {
+            ANCHORS: m.VectorParams(
+                size=dim,
+                distance=m.Distance.DOT,
+                multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
+                datatype=datatype,
+                hnsw_config=m.HnswConfigDiff(m=0),
+                quantization_config=quantization,
+            ),
+            SUMMARY: m.VectorParams(size=dim, distance=m.Distance.DOT, datatype=datatype),
+        }
+        backend = cls(client, collection, dim=dim, storage=storage, oversampling=oversampling, owns_client=owns_client)
+        try:
+            client.create_collection(collection, vectors_config=vectors)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # local mode warns that payload indexes do nothing there
+                client.create_payload_index(collection, "doc_id", m.PayloadSchemaType.KEYWORD)
+        except Exception as exc:
+            raise BackendError(f"Qdrant could not create the collection {collection!r}: {exc}") from exc
+        return backend
+
+    @classmethod
+    def open(
+        cls,
+        client: Any,
+        collection: str,
+        *,
+        dim: int,
+        storage: StorageType,
+        oversampling: float = 4.0,
+        owns_client: bool = False,
+    ) -> QdrantBackend:
+        try:
+            exists = client.collection_exists(collection)
+        except Exception as exc:
+            raise BackendError(f"cannot reach Qdrant to open the collection {collection!r}: {exc}") from exc
+        if not exists:
+            raise IndexFormatError(
+                f"the Qdrant collection {collection!r} of this index does not exist on this server; "
+                "was the index created against another server, or the collection deleted?"
+            )
+        params = client.get_collection(collection).config.params.vectors
+        size = getattr(params.get(ANCHORS) if isinstance(params, dict) else None, "size", None)
+        if size != dim:
+            raise IndexFormatError(
+                f"the Qdrant collection {collection!r} has anchors of size {size}, the manifest says {dim}"
+            )
+        return cls(client, collection, dim=dim, storage=storage, oversampling=oversampling, owns_client=owns_client)
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def upsert(self, points: Sequence[PagePoint]) -> None:
+        if not points:
+            return
+        m = _models()
+        structs = [
+            m.PointStruct(id=p.id, vector={ANCHORS: p.anchors.tolist(), SUMMARY: p.summary.tolist()}, payload=p.payload)
+            for p in points
+        ]
+        try:
+            self.client.upsert(self.collection, points=structs, wait=True)
+        except Exception as exc:
+            raise BackendError(f"Qdrant failed to write {len(structs)} pages: {exc}") from exc
+
+    def delete(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        m = _models()
+        try:
+            self.client.delete(self.collection, points_selector=m.PointIdsList(points=[int(i) for i in ids]), wait=True)
+        except Exception as exc:
+            raise BackendError(f"Qdrant failed to delete {len(ids)} pages: {exc}") from exc
+
+    def flush(self) -> None:
+        """Nothing to do: writes were sent with ``wait=True`` and the server's WAL holds them."""
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def _request(self, spec: QuerySpec) -> Any:
+        m = _models()
+        flt = _filter(spec.filter)
+        params = None
+        if self.storage is StorageType.INT8:
+            params = m.SearchParams(
+                quantization=m.QuantizationSearchParams(rescore=True, oversampling=self.oversampling)
+            )
+        prefetch = None
+        if spec.prefetch:
+            prefetch = m.Prefetch(
+                query=spec.summary.tolist(),
+                using=SUMMARY,
+                limit=int(spec.prefetch),
+                filter=flt,
+                params=m.SearchParams(hnsw_ef=max(int(spec.prefetch), 64)),
+            )
+        return m.QueryRequest(
+            query=spec.vectors.tolist(),
+            using=ANCHORS,
+            prefetch=prefetch,
+            filter=flt,
+            limit=int(spec.limit),
+            with_payload=True,
+            params=params,
+        )
+
+    def query(self, requests: Sequence[QuerySpec]) -> list[list[ScoredPoint]]:
+        try:
+            responses = self.client.query_batch_points(self.collection, requests=[self._request(r) for r in requests])
+        except Exception as exc:
+            raise BackendError(f"Qdrant search failed: {exc}") from exc
+        return [
+            [ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
+            for response in responses
+        ]
+
+    def count(self, filter: tuple[FieldMatch, ...] = ()) -> int:
+        return int(self.client.count(self.collection, count_filter=_filter(filter), exact=True).count)
+
+    def iter_payloads(self, keys: Sequence[str], batch: int = 1024) -> Iterator[tuple[int, dict[str, Any]]]:
+        offset = None
+        while True:
+            records, offset = self.client.scroll(
+                self.collection, limit=batch, offset=offset, with_payload=list(keys), with_vectors=False
+            )
+            for record in records:
+                yield int(record.id), dict(record.payload or {})
+            if offset is None:
+                return
+
+    def bytes_on_disk(self) -> int | None:
+        path = (getattr(self.client, "init_options", None) or {}).get("path")
+        return allocated_bytes(Path(path)) if path and self.is_local else None
+
+    def close(self) -> None:
+        if self._owns_client and self.client is not None:
+            self.client.close()
+        self.client = None
+
+    def describe(self) -> dict[str, Any]:
+        options = getattr(self.client, "init_options", None) or {}
+        out: dict[str, Any] = {"kind": self.kind, "collection": self.collection}
+        for key in ("url", "host", "port", "path", "location"):
+            value = options.get(key)
+            if value is None or (key == "port" and not (options.get("url") or options.get("host"))):
+                continue
+            out[key] = str(Path(value).resolve()) if key == "path" else value
+        return out

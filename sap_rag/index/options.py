@@ -1,0 +1,69 @@
+"""Index options: how anchors are stored, and when search runs in two stages."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from ..errors import InvalidInputError
+
+__all__ = ["DEFAULT_PREFETCH", "DEFAULT_TWO_STAGE_THRESHOLD", "StorageType", "TwoStageMode", "parse_two_stage"]
+
+DEFAULT_TWO_STAGE_THRESHOLD = 20_000
+"""Page count from which ``two_stage="auto"`` searches in two stages."""
+
+DEFAULT_PREFETCH = 1_000
+"""Candidates the first stage hands to the exact MaxSim rerank."""
+
+
+class StorageType(str, Enum):
+    """How the engine stores each anchor vector.
+
+    - ``float16`` (default): half the bytes of float32. Search is exact MaxSim over the anchors
+      and the query rounded to float16 (the engine rounds the query too; sap-rag rounds both
+      before sending so every backend scores the same numbers).
+    - ``float32``: exact MaxSim over the float32 anchors.
+    - ``int8``: float16 anchors plus an int8 scalar-quantized copy kept in RAM; the scan runs on
+      int8 and the best ``oversampling x k`` pages are rescored on float16. Approximate: the
+      returned scores are exact float16 MaxSim, the ranking usually is.
+    """
+
+    FLOAT16 = "float16"
+    FLOAT32 = "float32"
+    INT8 = "int8"
+
+    @classmethod
+    def parse(cls, value: Any) -> StorageType:
+        try:
+            return cls(value)
+        except ValueError:
+            raise InvalidInputError(f"storage must be one of {[s.value for s in cls]}, got {value!r}") from None
+
+    @property
+    def exact(self) -> bool:
+        """True where search is exact MaxSim over the stored vectors (tested against a float64 brute force)."""
+        return self is not StorageType.INT8
+
+
+class TwoStageMode(str, Enum):
+    """When to search in two stages (mean-vector HNSW prefetch, then exact MaxSim rerank)."""
+
+    AUTO = "auto"  # from ``two_stage_threshold`` pages on
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+def parse_two_stage(value: Any) -> TwoStageMode:
+    """``True``/``False``/``"auto"`` (or a :class:`TwoStageMode`) -> :class:`TwoStageMode`.
+
+    >>> parse_two_stage(True), parse_two_stage("auto"), parse_two_stage(False)
+    (<TwoStageMode.ALWAYS: 'always'>, <TwoStageMode.AUTO: 'auto'>, <TwoStageMode.NEVER: 'never'>)
+    """
+    if value is True:
+        return TwoStageMode.ALWAYS
+    if value is False:
+        return TwoStageMode.NEVER
+    try:
+        return TwoStageMode(value)
+    except ValueError:
+        raise InvalidInputError(f"two_stage must be True, False or 'auto', got {value!r}") from None
