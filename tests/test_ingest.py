@@ -63,7 +63,7 @@ def test_documents_get_stable_content_ids_and_metadata(tmp_path):
     doc = load_document(pdf, metadata={"team": "finance"})
     again = load_document(pdf)
     assert doc.doc_id == again.doc_id == content_id(pdf.read_bytes())
-    assert doc.metadata == {"source": str(pdf), "filename": "a.pdf", "team": "finance"}
+    assert doc.metadata == {"source": str(pdf.resolve()), "filename": "a.pdf", "team": "finance"}
     write_pdf(pdf, text="Changed")  # a changed file gets a new id
     assert load_document(pdf).doc_id != doc.doc_id
     assert load_document(pdf, doc_id="custom").doc_id == "custom"

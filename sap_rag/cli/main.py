@@ -25,9 +25,9 @@ Run 'sap-rag COMMAND --help' for each command's options and examples."""
 
 def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
     from ..eval.cli import add_eval_parser
-    from . import calibrate_cmd
+    from . import calibrate_cmd, index_cmds
 
-    return [calibrate_cmd.register, add_eval_parser]
+    return [index_cmds.register, calibrate_cmd.register, add_eval_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

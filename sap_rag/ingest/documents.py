@@ -121,7 +121,8 @@ def load_document(
     """Read one PDF or image file as a :class:`Document` (pages fully decoded, so errors surface here).
 
     The id defaults to :func:`content_id` of the file, so adding the same file twice is a no-op
-    and a changed file gets a new id. ``metadata`` gains ``source`` (the path) and ``filename``.
+    and a changed file gets a new id. ``metadata`` gains ``source`` (the absolute path) and
+    ``filename``.
 
     Raises:
         UnreadableInputError: the file is missing, of an unknown type, or unreadable.
@@ -135,8 +136,9 @@ def load_document(
         pages = render_pdf(data, dpi=dpi, password=password, name=label)
     else:
         pages = _image_pages(data, label)
-    meta = {"source": label, "filename": source.name, **(metadata or {})}
-    return Document(doc_id=doc_id or content_id(data), source=label, pages=pages, metadata=meta)
+    # The absolute path identifies the file across runs (a changed file replaces its old pages).
+    meta = {"source": os.fspath(source.resolve()), "filename": source.name, **(metadata or {})}
+    return Document(doc_id=doc_id or content_id(data), source=meta["source"], pages=pages, metadata=meta)
 
 
 def load_documents(
