@@ -120,6 +120,7 @@ class SAPIndex:
         client: Any = None,
         collection: str | None = None,
         qdrant_api_key: str | None = None,
+        indexing_threshold_kb: int | None = None,
     ) -> SAPIndex:
         """Create a new, empty index in directory ``path`` (which must not exist or be empty).
 
@@ -143,6 +144,9 @@ class SAPIndex:
                 or ``QdrantClient(path=...)``).
             collection: the server collection name (default: derived from the directory name).
             qdrant_api_key: API key for ``qdrant_url`` (never written to disk).
+            indexing_threshold_kb: embedded backend: segment size (KB of vectors) from which
+                :meth:`optimize` builds the mean-vector HNSW graph and the int8 copy
+                (default: Qdrant's).
 
         Raises:
             IndexExistsError: ``path`` holds an index or other files.
@@ -175,7 +179,13 @@ class SAPIndex:
             if qdrant_url is None and client is None:
                 from .backends.edge import EdgeBackend
 
-                backend = EdgeBackend.create(root, dim=dim, storage=storage_type, oversampling=oversampling)
+                backend = EdgeBackend.create(
+                    root,
+                    dim=dim,
+                    storage=storage_type,
+                    oversampling=oversampling,
+                    indexing_threshold_kb=indexing_threshold_kb,
+                )
             else:
                 from .backends.server import QdrantBackend, connect
 

@@ -35,7 +35,7 @@ def _qe() -> Any:
     return qdrant_edge
 
 
-def _config(dim: int, storage: StorageType) -> Any:
+def _config(dim: int, storage: StorageType, indexing_threshold_kb: int | None = None) -> Any:
     qe = _qe()
     datatype = qe.VectorStorageDatatype.Float32 if storage is StorageType.FLOAT32 else qe.VectorStorageDatatype.Float16
     quantization = (
@@ -54,7 +54,10 @@ def _config(dim: int, storage: StorageType) -> Any:
         hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
     )
     summary = qe.EdgeVectorParams(size=dim, distance=qe.Distance.Dot, datatype=datatype)
-    return qe.EdgeConfig(vectors={ANCHORS: anchors, SUMMARY: summary}, wal_enabled=False)
+    optimizers = (
+        qe.EdgeOptimizersConfig(indexing_threshold=int(indexing_threshold_kb)) if indexing_threshold_kb else None
+    )
+    return qe.EdgeConfig(vectors={ANCHORS: anchors, SUMMARY: summary}, wal_enabled=False, optimizers=optimizers)
 
 
 def _filter(conditions: tuple[FieldMatch, ...]) -> Any:
@@ -79,11 +82,21 @@ class EdgeBackend(Backend):
         self.path = Path(path)
 
     @classmethod
-    def create(cls, index_dir: Path, *, dim: int, storage: StorageType, oversampling: float = 4.0) -> EdgeBackend:
+    def create(
+        cls,
+        index_dir: Path,
+        *,
+        dim: int,
+        storage: StorageType,
+        oversampling: float = 4.0,
+        indexing_threshold_kb: int | None = None,
+    ) -> EdgeBackend:
+        """Create the shard. ``indexing_threshold_kb``: segment size from which ``optimize()`` builds the
+        mean-vector graph and the int8 copy (None: the engine's default)."""
         qe = _qe()
         path = Path(index_dir) / SHARD_DIR
         try:
-            shard = qe.EdgeShard.create(str(path), _config(dim, storage))
+            shard = qe.EdgeShard.create(str(path), _config(dim, storage, indexing_threshold_kb))
             shard.update(qe.UpdateOperation.create_field_index("doc_id", qe.PayloadSchemaType.Keyword))
             shard.flush()
         except Exception as exc:
