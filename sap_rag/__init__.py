@@ -43,6 +43,8 @@ _LAZY = {
     "maxsim": "sap_rag.search.maxsim",
     "maxsim_matrix": "sap_rag.search.maxsim",
     "score_retention": "sap_rag.search.maxsim",
+    "SAPIndex": "sap_rag.index",
+    "SearchHit": "sap_rag.index",
     "PRUNERS": "sap_rag.pruning.registry",
     "make_pruner": "sap_rag.pruning.registry",
     "pruner_names": "sap_rag.pruning.registry",
@@ -76,6 +78,7 @@ if TYPE_CHECKING:
     from .eval.errors import DatasetError
     from .eval.harness import run_eval
     from .eval.synthetic import make_synthetic_dataset
+    from .index import SAPIndex, SearchHit
     from .pruning.base import Pruner
     from .pruning.registry import PRUNERS, make_pruner, pruner_names
     from .pruning.sap import SAPPruner

@@ -55,3 +55,121 @@ def test_help_and_usage_errors_exit_like_a_script(capsys):
     with pytest.raises(SystemExit) as info:
         main(["calibrate"])  # --pairs and --out are required
     assert info.value.code == 2
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """Two small PDFs and a scanned page in nested folders."""
+    from test_ingest import write_pdf
+
+    root = tmp_path / "docs"
+    (root / "scans").mkdir(parents=True)
+    write_pdf(root / "report.pdf", pages=2, text="Revenue by region")
+    write_pdf(root / "energy.pdf", pages=1, text="Energy use by sector")
+    make_page(7, (300, 420)).save(root / "scans" / "scan.png")
+    return root
+
+
+def run_json(capsys, argv):
+    capsys.readouterr()  # drop what earlier commands printed
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_index_search_info_show_delete_end_to_end(corpus, tmp_path, capsys):
+    index = tmp_path / "idx"
+    assert main(["index", str(corpus), "--index", str(index), "--keep-ratio", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "indexed 3 documents, 4 pages" in out and "bytes per page" in out
+
+    hits = run_json(capsys, ["search", "revenue by region", "--index", str(index), "-k", "3", "--json"])
+    assert len(hits) == 3 and [h["rank"] for h in hits] == [1, 2, 3]
+    assert all(hits[i]["score"] >= hits[i + 1]["score"] for i in range(2))
+    assert {"doc_id", "page_number", "image_path", "metadata"} <= set(hits[0])
+
+    only = run_json(
+        capsys, ["search", "energy", "--index", str(index), "-k", "5", "--json", "--filter", "filename=energy.pdf"]
+    )
+    assert len(only) == 1 and only[0]["metadata"]["filename"] == "energy.pdf"
+
+    info = run_json(capsys, ["info", "--index", str(index), "--json"])
+    assert (info["documents"], info["pages"], info["model"], info["family"]) == (3, 4, "tiny:colqwen2", "colqwen2")
+    assert info["keep_ratio"] == 0.2 and info["window"] == [2] and info["bytes_on_disk"] > 0
+
+    report = next(h for h in hits if h["metadata"]["filename"] == "report.pdf")
+    overlay = tmp_path / "overlay.png"
+    assert main(["show", "--index", str(index), "--doc", report["doc_id"], "--page", "2", "--out", str(overlay)]) == 0
+    capsys.readouterr()
+    with Image.open(overlay) as png, Image.open(report["image_path"]) as page:
+        assert png.size == page.size  # the page's own size
+    page_two = run_json(
+        capsys,
+        [
+            "search",
+            "x",
+            "--index",
+            str(index),
+            "--json",
+            "--filter",
+            f"doc_id={report['doc_id']}",
+            "--filter",
+            "page_number=2",
+        ],
+    )
+    assert [(h["doc_id"], h["page_number"]) for h in page_two] == [(report["doc_id"], 2)]
+
+    assert main(["delete", report["doc_id"], "--index", str(index)]) == 0
+    assert "2 pages" in capsys.readouterr().out
+    info = run_json(capsys, ["info", "--index", str(index), "--json"])
+    assert (info["documents"], info["pages"]) == (2, 2)
+    assert main(["delete", report["doc_id"], "--index", str(index)]) == 1  # already gone: a clear error
+    assert "no document" in capsys.readouterr().err
+
+
+def test_reindexing_is_a_no_op_and_a_changed_file_replaces_its_pages(corpus, tmp_path, capsys):
+    from test_ingest import write_pdf
+
+    index = tmp_path / "idx"
+    assert main(["index", str(corpus), "--index", str(index)]) == 0
+    before = run_json(capsys, ["info", "--index", str(index), "--json"])
+    assert main(["index", str(corpus), "--index", str(index)]) == 0
+    assert "unchanged (already indexed): 3 documents" in capsys.readouterr().out
+    assert run_json(capsys, ["info", "--index", str(index), "--json"])["document_ids"] == before["document_ids"]
+
+    write_pdf(corpus / "report.pdf", pages=3, text="Revenue restated")  # 2 pages -> 3
+    assert main(["index", str(corpus / "report.pdf"), "--index", str(index)]) == 0
+    assert "replaced older versions: 1 documents" in capsys.readouterr().out
+    after = run_json(capsys, ["info", "--index", str(index), "--json"])
+    assert (after["documents"], after["pages"]) == (3, 5)
+    assert len(set(after["document_ids"]) - set(before["document_ids"])) == 1
+
+
+def test_bad_inputs_stop_before_the_index_changes_unless_skipped(corpus, tmp_path, capsys):
+    from test_ingest import bad_inputs
+
+    index = tmp_path / "idx"
+    assert main(["index", str(corpus / "energy.pdf"), "--index", str(index)]) == 0
+    before = run_json(capsys, ["info", "--index", str(index), "--json"])
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    expected = bad_inputs(bad)
+    for path, message in expected.items():
+        assert main(["index", str(corpus), str(path), "--index", str(index)]) == 1
+        err = capsys.readouterr().err
+        assert path.name in err and message in err and err.count("\n") == 1
+        assert run_json(capsys, ["info", "--index", str(index), "--json"]) == before
+
+    assert main(["index", str(corpus), str(bad), "--index", str(index), "--skip-errors"]) == 0
+    captured = capsys.readouterr()
+    assert "indexed 2 documents" in captured.out and "unchanged (already indexed): 1" in captured.out
+    assert f"skipped {len(expected)} unreadable files" in captured.err
+    assert all(path.name in captured.err for path in expected)
+    assert run_json(capsys, ["info", "--index", str(index), "--json"])["documents"] == 3
+
+
+def test_an_index_refuses_another_model(corpus, tmp_path, capsys):
+    index = tmp_path / "idx"
+    assert main(["index", str(corpus / "energy.pdf"), "--index", str(index)]) == 0
+    capsys.readouterr()
+    code = main(["index", str(corpus), "--index", str(index), "--model", "tiny:colpali"])
+    assert code == 1 and "was built with --model tiny:colqwen2" in capsys.readouterr().err

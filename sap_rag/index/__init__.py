@@ -5,6 +5,7 @@
 True
 """
 
+from .documents import AddReport
 from .errors import (
     BackendError,
     DocumentNotFoundError,
@@ -15,7 +16,7 @@ from .errors import (
     IndexLockedError,
     IndexNotFoundError,
 )
-from .filters import parse_filter
+from .filters import parse_filter, validate_metadata
 from .index import SAPIndex
 from .manifest import FORMAT_VERSION, Manifest
 from .options import StorageType, TwoStageMode
@@ -23,6 +24,7 @@ from .results import DocumentInfo, IndexCheck, IndexStats, SearchHit
 
 __all__ = [
     "FORMAT_VERSION",
+    "AddReport",
     "BackendError",
     "DocumentInfo",
     "DocumentNotFoundError",
@@ -40,4 +42,5 @@ __all__ = [
     "StorageType",
     "TwoStageMode",
     "parse_filter",
+    "validate_metadata",
 ]

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from ..encoders.encoder import PageEncoder
     from ..pruning.base import Pruner
     from ..types import PageEncoding, PrunedPage
+    from .documents import AddReport
 
 logger = logging.getLogger(__name__)
 
@@ -371,6 +372,17 @@ class SAPIndex:
         )
         pruned = [self.pruner.prune(page) for page in encodings]
         return self._write(doc_id, pruned, sources, decoded, metadata, show_progress)
+
+    def add_documents(self, paths: Any, **options: Any) -> AddReport:
+        """Index PDFs and images from files and folders; see :func:`sap_rag.index.documents.add_documents`.
+
+        Each file is one document with a content-hash id: re-adding a file is a no-op, a changed
+        file replaces its old pages, and every file is read before anything is written.
+        """
+        from .documents import add_documents
+
+        self._check_open()
+        return add_documents(self, paths, **options)
 
     def add_pages(
         self,
