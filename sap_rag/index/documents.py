@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UnreadableInputError
+from ..errors import InvalidInputError, UnreadableInputError
 from ..ingest.documents import DEFAULT_INCLUDE, IngestError, discover, load_document
 from ..ingest.pdf import DEFAULT_DPI
 from ..progress import progress
+from .filters import validate_metadata
 from .results import DocumentInfo
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ class AddReport:
     """What :meth:`SAPIndex.add_documents` did.
 
     Attributes:
+        doc_ids: the id of every readable file, in input order (added or unchanged).
         added: documents written (new, or a changed file's new version).
         unchanged: ids of documents already in the index with the same content (not rewritten).
         replaced: ids of older versions removed because their file changed.
@@ -36,6 +38,7 @@ class AddReport:
         seconds: wall time.
     """
 
+    doc_ids: list[str] = field(default_factory=list)
     added: list[DocumentInfo] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     replaced: list[str] = field(default_factory=list)
@@ -70,6 +73,7 @@ def add_documents(
     include: Sequence[str] = DEFAULT_INCLUDE,
     skip_errors: bool = False,
     metadata: Mapping[str, Any] | None = None,
+    file_metadata: Mapping[str | os.PathLike, Mapping[str, Any]] | None = None,
     dpi: int = DEFAULT_DPI,
     password: str | None = None,
     batch_size: int | None = None,
@@ -90,6 +94,7 @@ def add_documents(
         include: filename patterns for files found in folders.
         skip_errors: index what can be read and report the rest, instead of stopping.
         metadata: extra metadata for every document (``source`` and ``filename`` are set).
+        file_metadata: per-file metadata keyed by path (as given or absolute), over ``metadata``.
         dpi: PDF rendering resolution.
         password: for encrypted PDFs.
         batch_size: pages per encoder forward pass.
@@ -100,9 +105,15 @@ def add_documents(
         paths = [paths]
     files = discover(paths, include)
     report = AddReport()
-    # Pass 1: read every file, so a bad one is found before anything is written.
-    readable: list[tuple[Path, str, int]] = []
+    per_file = {os.path.abspath(os.fspath(key)): dict(value) for key, value in (file_metadata or {}).items()}
+    # Pass 1: read every file and check its metadata, so a bad one is found before any write.
+    readable: list[tuple[Path, str, int, dict[str, Any]]] = []
     for path in files:
+        extra = {**(metadata or {}), **per_file.get(os.path.abspath(path), {})}
+        try:
+            validate_metadata(extra)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{path}: {exc}") from exc
         try:
             document = load_document(path, dpi=dpi, password=password)
         except UnreadableInputError as exc:
@@ -111,17 +122,18 @@ def add_documents(
             logger.warning("skipping %s", exc)
             report.skipped.append(IngestError(source=os.fspath(path), message=str(exc)))
             continue
-        readable.append((path, document.doc_id, document.num_pages))
+        readable.append((path, document.doc_id, document.num_pages, extra))
+        report.doc_ids.append(document.doc_id)
         del document  # pages are re-rendered in pass 2, one document at a time, to bound memory
     by_source = _sources(index)
-    total = sum(n for _, doc_id, n in readable if doc_id not in index)
+    total = sum(n for _, doc_id, n, _ in readable if doc_id not in index)
     with progress(total=total, desc="indexing", unit="page", enabled=show_progress) as bar:
-        for path, doc_id, _ in readable:
+        for path, doc_id, _, extra in readable:
             source = os.fspath(path.resolve())
             if doc_id in index:
                 report.unchanged.append(doc_id)
             else:
-                document = load_document(path, doc_id=doc_id, metadata=dict(metadata or {}), dpi=dpi, password=password)
+                document = load_document(path, doc_id=doc_id, metadata=extra, dpi=dpi, password=password)
                 report.added.append(
                     index.add_images(document.pages, doc_id=doc_id, metadata=document.metadata, batch_size=batch_size)
                 )

@@ -60,30 +60,17 @@ def index_paths(
 ) -> list[str]:
     """Add the PDFs and images at ``paths`` (files or folders) to ``index``; return their doc ids.
 
-    Ids are content hashes, so adding a file again replaces it instead of duplicating it. With
-    ``skip_errors=False`` an unreadable file raises ``sap_rag.UnreadableInputError`` before
-    anything is written; with True it is logged and skipped. ``per_file_metadata`` maps a path as
-    given to extra metadata for that file (it wins over ``metadata``).
-
-    The single place where files enter the index: switch to ``index.add_documents`` here once the
-    core offers it.
+    A thin call of ``SAPIndex.add_documents``: ids are content hashes (adding a file again is a
+    no-op, a changed file replaces its old pages); every file is read and its metadata checked
+    before anything is written, unless ``skip_errors`` (then unreadable files are logged and
+    skipped). ``per_file_metadata`` maps a path to extra metadata for that file (over ``metadata``).
     """
-    from sap_rag.index.filters import validate_metadata
-    from sap_rag.ingest import load_documents
-
-    paths = [os.fspath(p) for p in paths]
-    documents, errors = load_documents(paths, skip_errors=skip_errors, metadata=dict(metadata or {}))
-    for error in errors:
+    report = index.add_documents(
+        [os.fspath(p) for p in paths],
+        metadata=dict(metadata or {}),
+        file_metadata=per_file_metadata,
+        skip_errors=skip_errors,
+    )
+    for error in report.skipped:
         logger.warning("skipped %s: %s", error.source, error.message)
-    extra = {os.path.abspath(k): dict(v) for k, v in (per_file_metadata or {}).items()}
-    batch = []
-    for document in documents:  # check every file's metadata before writing any
-        meta = {**document.metadata, **extra.get(os.path.abspath(document.source), {})}
-        try:
-            validate_metadata(meta)
-        except InvalidInputError as exc:
-            raise InvalidInputError(f"{document.source}: {exc}") from exc
-        batch.append((document, meta))
-    for document, meta in batch:
-        index.add_images(document.pages, doc_id=document.doc_id, metadata=meta)
-    return [document.doc_id for document, _ in batch]
+    return list(report.doc_ids)

@@ -91,8 +91,8 @@ def load_source(
 def add_to_index(index: Any, document: Document) -> Any:
     """Store one loaded document's pages in the index; returns the index's ``DocumentInfo``.
 
-    The single place where documents enter the index: switch to ``index.add_documents`` here
-    once the core offers it for in-memory documents.
+    Pages here are already in memory (image bytes, ``ImageDocument``s, or files a node parser was
+    handed), so this is ``add_images``; files and folders go through ``SAPIndex.add_documents``.
     """
     logger.debug("indexing %s (%d pages) as %s", document.source, document.num_pages, document.doc_id)
     return index.add_images(document.pages, doc_id=document.doc_id, metadata=document.metadata)
