@@ -32,7 +32,7 @@ def _models() -> Any:
         from qdrant_client import models
     except ImportError as exc:
         raise MissingDependencyError(
-            "a Qdrant server index needs qdrant-client: pip install 'qdrant-client>=1.12'"
+            "a Qdrant server index needs qdrant-client: pip install 'sap-rag[server]'"
         ) from exc
     return models
 
@@ -45,7 +45,7 @@ def connect(
         from qdrant_client import QdrantClient
     except ImportError as exc:
         raise MissingDependencyError(
-            "a Qdrant server index needs qdrant-client: pip install 'qdrant-client>=1.12'"
+            "a Qdrant server index needs qdrant-client: pip install 'sap-rag[server]'"
         ) from exc
     if url:
         return QdrantClient(url=url, api_key=api_key)
