@@ -163,3 +163,38 @@ def test_concurrent_page_and_query_encoding_from_threads_match_serial_results(ti
         for job in query_jobs:
             (query,) = job.result()
             assert torch.allclose(query, query_ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_row_chunked_capture_is_exact(family, tiny_encoders, pages, monkeypatch):
+    """Scored layers run eager attention over blocks of query rows; force one row per block."""
+    from sap_rag.encoders import attention
+
+    encoder = tiny_encoders(family)
+    whole = encoder.encode_pages(pages[:2], batch_size=2, indegree_layers="all", eos_attention=True)
+    monkeypatch.setattr(attention, "_CHUNK_ELEMENTS", 1)
+    chunked = encoder.encode_pages(pages[:2], batch_size=2, indegree_layers="all", eos_attention=True)
+    _, reference, full = reference_encoding(encoder, pages[0], encoder.scorable_layers)
+    for a, b in zip(whole, chunked):
+        assert torch.allclose(a.embeddings, b.embeddings, atol=1e-5)
+        assert torch.allclose(a.eos_attention, b.eos_attention, atol=1e-6)
+        for layer in encoder.scorable_layers:
+            assert torch.allclose(a.indegree[layer], b.indegree[layer], atol=1e-5)
+            assert torch.allclose(a.indegree_max[layer], b.indegree_max[layer], atol=1e-5)
+    for layer, row in reference.items():
+        assert torch.allclose(chunked[0].indegree[layer].double(), row, atol=1e-5)
+    assert torch.allclose(chunked[0].embeddings, full, atol=1e-5)
+
+
+def test_preprocess_then_encode_processed_equals_encode_pages(tiny_encoder, pages):
+    batch = tiny_encoder.preprocess(pages[:3])
+    split = tiny_encoder.encode_processed(batch, eos_attention=True)
+    direct = tiny_encoder.encode_pages(pages[:3], batch_size=3, eos_attention=True)
+    for a, b in zip(split, direct):
+        assert a.image_size == b.image_size and a.grid_shape == b.grid_shape
+        assert torch.allclose(a.embeddings, b.embeddings, atol=1e-6)
+        assert torch.allclose(a.sap_scores, b.sap_scores, atol=1e-6)
+    naive = tiny_encoder.naive_indegree(batch)
+    for page, rows in zip(split, naive):
+        window_mean = torch.stack([rows[layer] for layer in tiny_encoder.window]).mean(0)
+        assert torch.allclose(page.sap_scores, window_mean, atol=1e-5)

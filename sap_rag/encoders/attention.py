@@ -22,6 +22,7 @@ __all__ = ["ATTN_IMPLEMENTATION", "AttentionCapture", "indegree_from_attention"]
 
 ATTN_IMPLEMENTATION = "sap_rag"
 _SINK_ATTR = "_sap_rag_sink"
+_CHUNK_ELEMENTS = 4_000_000  # attention weights held at once by a scored layer (16 MB in float32)
 _registered = False
 
 
@@ -58,6 +59,11 @@ def _additive_mask(module: nn.Module, query: torch.Tensor, key: torch.Tensor, at
     return attention_mask
 
 
+def _row_chunk(batch: int, heads: int, kv_len: int) -> int:
+    """Query rows per eager call, so one chunk's weights stay near ``_CHUNK_ELEMENTS`` floats."""
+    return max(1, _CHUNK_ELEMENTS // max(1, batch * heads * kv_len))
+
+
 def _dispatch(module: nn.Module, query, key, value, attention_mask, **kwargs):
     sink = getattr(module, _SINK_ATTR, None)
     if sink is None:
@@ -65,10 +71,25 @@ def _dispatch(module: nn.Module, query, key, value, attention_mask, **kwargs):
 
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     eager = getattr(sys.modules[type(module).__module__], "eager_attention_forward", _generic_eager)
-    out, weights = eager(module, query, key, value, _additive_mask(module, query, key, attention_mask), **kwargs)
-    sink(weights)
-    # Returning no weights lets the map be freed as soon as this layer is done.
-    return out, None
+    mask = _additive_mask(module, query, key, attention_mask)
+    q_len = query.shape[2]
+    step = _row_chunk(query.shape[0], query.shape[1], key.shape[2])
+    output = None
+    # Softmax is row-wise, so running the family's own eager attention over blocks of query rows
+    # gives exactly its output and weights while holding only one block's (rows x seq) maps.
+    for start in range(0, q_len, step):
+        stop = min(q_len, start + step)
+        rows_mask = mask[:, :, start:stop] if mask is not None and mask.shape[2] == q_len else mask
+        out, weights = eager(module, query[:, :, start:stop], key, value, rows_mask, **kwargs)
+        sink(weights, start)
+        if step >= q_len:
+            output = out
+        else:
+            if output is None:  # (batch, q_len, heads, head_dim), filled block by block
+                output = out.new_empty((out.shape[0], q_len, *out.shape[2:]))
+            output[:, start:stop] = out
+    # Returning no weights lets the maps be freed as soon as they are reduced.
+    return output, None
 
 
 def register_attention() -> None:
@@ -106,9 +127,14 @@ class _Request:
     visual: list[torch.Tensor]  # per page: (N_b,) positions of its visual tokens
     last_token: list[int]  # per page: position of the last real (non-pad) token
     eos_layer: int | None
-    indegree_mean: dict[int, list[torch.Tensor]] = field(default_factory=dict)
-    indegree_max: dict[int, list[torch.Tensor]] = field(default_factory=dict)
+    # layer -> per page: (heads, N_b) in-degree summed over the query rows seen so far
+    head_sums: dict[int, list[torch.Tensor]] = field(default_factory=dict)
     eos: list[torch.Tensor] = field(default_factory=list)
+
+    def indegree(self, layer: int, reduce: str) -> list[torch.Tensor]:
+        """Per page, ``(N_b,)`` in-degree at ``layer`` reduced over heads by ``"mean"`` or ``"max"``."""
+        sums = self.head_sums[layer]
+        return [s.mean(dim=0) if reduce == "mean" else s.max(dim=0).values for s in sums]
 
 
 class AttentionCapture:
@@ -149,21 +175,27 @@ class AttentionCapture:
 
     @staticmethod
     def _sink(layer: int, want_indegree: bool, request: _Request):
-        def sink(weights: torch.Tensor) -> None:
-            # weights: (batch, heads, seq, seq)
+        def sink(weights: torch.Tensor, start: int) -> None:
+            # weights: (batch, heads, rows, seq) for query rows start .. start + rows
+            rows = weights.shape[2]
             with torch.no_grad():
                 if want_indegree:
-                    means, maxes = [], []
+                    sums = request.head_sums.setdefault(layer, [None] * len(request.visual))
                     for b, visual in enumerate(request.visual):
-                        per_head = indegree_from_attention(weights[b], visual)  # (heads, N_b)
-                        means.append(per_head.mean(dim=0).cpu())
-                        maxes.append(per_head.max(dim=0).values.cpu())
-                    request.indegree_mean[layer] = means
-                    request.indegree_max[layer] = maxes
+                        # Sum the visual rows with a matrix-vector product: one read of the map, no copy.
+                        rows_visual = torch.zeros(rows, dtype=torch.float32, device=weights.device)
+                        rows_visual[visual[(visual >= start) & (visual < start + rows)] - start] = 1.0
+                        block = weights[b] if weights.dtype == torch.float32 else weights[b].float()
+                        column_sums = torch.matmul(rows_visual, block)  # (heads, seq)
+                        partial = column_sums.index_select(1, visual).cpu()  # (heads, N_b)
+                        sums[b] = partial if sums[b] is None else sums[b] + partial
                 if layer == request.eos_layer:
-                    request.eos = [
-                        weights[b][:, request.last_token[b], visual].to(torch.float32).mean(dim=0).cpu()
-                        for b, visual in enumerate(request.visual)
-                    ]
+                    for b, visual in enumerate(request.visual):
+                        last = request.last_token[b]
+                        if start <= last < start + rows:
+                            row = weights[b][:, last - start].index_select(1, visual)
+                            if len(request.eos) < len(request.visual):
+                                request.eos.extend([None] * (len(request.visual) - len(request.eos)))
+                            request.eos[b] = row.to(torch.float32).mean(dim=0).cpu()
 
         return sink

@@ -173,9 +173,40 @@ class PageEncoder:
                 bar.update(len(chunk))
         return results
 
-    @torch.no_grad()
     def _encode_chunk(self, images: list, layers: tuple[int, ...], eos_layer: int | None) -> list[PageEncoding]:
-        batch = self._to_device(self.family_spec.prepare_inputs(dict(self.processor.process_images(images))))
+        batch = self.preprocess(images)
+        return self._encode_batch(batch, [image.size for image in images], layers, eos_layer)
+
+    def preprocess(self, images: Sequence[Any]) -> dict[str, Any]:
+        """Run the processor on page images: the model inputs of one batch, on the CPU.
+
+        Split from :meth:`encode_processed` so the processor can run elsewhere (DataLoader
+        workers) and so benchmarks can time the model alone. Images as in :meth:`encode_pages`.
+        """
+        pages = [load_image(image, name=f"image #{i}") for i, image in enumerate(images)]
+        batch = self.family_spec.prepare_inputs(dict(self.processor.process_images(pages)))
+        batch["_image_sizes"] = [page.size for page in pages]
+        return batch
+
+    def encode_processed(
+        self,
+        batch: dict[str, Any],
+        *,
+        indegree_layers: str | Iterable[int] | None = "window",
+        eos_attention: bool = False,
+    ) -> list[PageEncoding]:
+        """:meth:`encode_pages` for a batch made by :meth:`preprocess` (one forward pass)."""
+        batch = dict(batch)
+        sizes = batch.pop("_image_sizes", None) or [(0, 0)] * len(batch["input_ids"])
+        layers = self._resolve_layers(indegree_layers)
+        eos_layer = (self.scorable_layers[-1] if self.scorable_layers else None) if eos_attention else None
+        return self._encode_batch(batch, sizes, layers, eos_layer)
+
+    @torch.no_grad()
+    def _encode_batch(
+        self, batch: dict[str, Any], sizes: list[tuple[int, int]], layers: tuple[int, ...], eos_layer: int | None
+    ) -> list[PageEncoding]:
+        batch = self._to_device({key: value for key, value in batch.items() if key != "_image_sizes"})
         input_ids = batch["input_ids"]
         visual_mask = input_ids == self.image_token_id
         visual = [row.nonzero().flatten() for row in visual_mask]
@@ -187,14 +218,17 @@ class PageEncoder:
             else:
                 request = None
                 output = self.model(**batch)
+        if request is not None:
+            means = {layer: request.indegree(layer, "mean") for layer in layers}
+            maxes = {layer: request.indegree(layer, "max") for layer in layers}
         pages = []
-        for b, image in enumerate(images):
+        for b, size in enumerate(sizes):
             embeddings = output[b, visual[b]].to(torch.float32).cpu()
             positions, extents, grid_shape = self.family_spec.grid(
                 batch, b, int(visual[b].numel()), self.model, self.processor
             )
-            indegree = {layer: request.indegree_mean[layer][b] for layer in layers} if request else {}
-            indegree_max = {layer: request.indegree_max[layer][b] for layer in layers} if request else {}
+            indegree = {layer: means[layer][b] for layer in layers} if request else {}
+            indegree_max = {layer: maxes[layer][b] for layer in layers} if request else {}
             in_window = all(layer in indegree for layer in self.window)
             sap_scores = torch.stack([indegree[layer] for layer in self.window]).mean(dim=0) if in_window else None
             pages.append(
@@ -208,7 +242,7 @@ class PageEncoder:
                     window=self.window,
                     sap_scores=sap_scores,
                     eos_attention=request.eos[b] if request is not None and eos_layer is not None else None,
-                    image_size=image.size,
+                    image_size=tuple(size),
                 )
             )
         return pages
@@ -249,20 +283,21 @@ class PageEncoder:
     # --- the slow reference ----------------------------------------------------------------
 
     @torch.no_grad()
-    def naive_indegree(self, images: Sequence[Any]) -> list[dict[int, torch.Tensor]]:
+    def naive_indegree(self, images: Sequence[Any] | dict[str, Any]) -> list[dict[int, torch.Tensor]]:
         """The naive way: eager attention with ``output_attentions=True`` on every layer.
 
-        Returns, per page, layer -> ``(N,)`` head-mean in-degree. Materialises every layer's
+        ``images`` may also be a batch from :meth:`preprocess`. Returns, per page, layer ->
+        ``(N,)`` head-mean in-degree. Materialises every layer's
         full attention maps; kept as the reference the fast path is checked and benchmarked
         against, not for production use.
         """
-        pages = [load_image(image, name=f"image #{i}") for i, image in enumerate(images)]
-        batch = self._to_device(dict(self.processor.process_images(pages)))
+        batch = images if isinstance(images, dict) else self.preprocess(images)
+        batch = self._to_device({key: value for key, value in batch.items() if key != "_image_sizes"})
         visual_mask = batch["input_ids"] == self.image_token_id
         with self._forward_lock:
             attentions = self.family_spec.reference_attentions(self.model, batch)
         results = []
-        for b in range(len(pages)):
+        for b in range(len(batch["input_ids"])):
             visual = visual_mask[b].nonzero().flatten()
             results.append(
                 {
