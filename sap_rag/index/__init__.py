@@ -5,6 +5,7 @@
 True
 """
 
+from .coerce import as_index
 from .documents import AddReport
 from .errors import (
     BackendError,
@@ -41,6 +42,7 @@ __all__ = [
     "SearchHit",
     "StorageType",
     "TwoStageMode",
+    "as_index",
     "parse_filter",
     "validate_metadata",
 ]

@@ -11,30 +11,16 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sap_rag.errors import InvalidInputError
-
 logger = logging.getLogger(__name__)
 
 __all__ = ["index_paths", "open_index", "open_or_create_index"]
 
 
 def open_index(index: Any, **open_kwargs: Any) -> Any:
-    """``index`` itself when it is a ``SAPIndex`` object; ``SAPIndex.open(index)`` when it is a path.
+    """``index`` itself when it is a ``SAPIndex`` object; ``SAPIndex.open(index)`` when it is a path."""
+    from sap_rag.index import as_index
 
-    Raises:
-        sap_rag.index.IndexNotFoundError: no index at that path (from ``SAPIndex.open``).
-        InvalidInputError: ``index`` is neither.
-    """
-    if isinstance(index, (str, os.PathLike)):
-        from sap_rag.index import SAPIndex
-
-        return SAPIndex.open(index, **open_kwargs)
-    if index is None or not callable(getattr(index, "search", None)):
-        raise InvalidInputError(
-            f"index must be a sap_rag SAPIndex or the path of one, got {type(index).__name__}; "
-            "create one with SAPIndex.create(path, encoder=...) or SAPRetriever.from_paths(...)"
-        )
-    return index
+    return as_index(index, hint=" or SAPRetriever.from_paths(...)", **open_kwargs)
 
 
 def open_or_create_index(path: str | os.PathLike, *, encoder: Any, **create_kwargs: Any) -> Any:

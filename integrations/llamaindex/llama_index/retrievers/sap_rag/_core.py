@@ -22,22 +22,10 @@ __all__ = ["add_to_index", "load_source", "node_id", "open_index"]
 
 
 def open_index(index: Any, **open_kwargs: Any) -> Any:
-    """``index`` itself when it is a ``SAPIndex`` object; ``SAPIndex.open(index)`` when it is a path.
+    """``index`` itself when it is a ``SAPIndex`` object; ``SAPIndex.open(index)`` when it is a path."""
+    from sap_rag.index import as_index
 
-    Raises:
-        sap_rag.index.IndexNotFoundError: no index at that path (from ``SAPIndex.open``).
-        InvalidInputError: ``index`` is neither.
-    """
-    if isinstance(index, (str, os.PathLike)):
-        from sap_rag.index import SAPIndex
-
-        return SAPIndex.open(index, **open_kwargs)
-    if index is None or not callable(getattr(index, "search", None)):
-        raise InvalidInputError(
-            f"index must be a sap_rag SAPIndex or the path of one, got {type(index).__name__}; "
-            "create one with SAPIndex.create(path, encoder=...)"
-        )
-    return index
+    return as_index(index, hint="", **open_kwargs)
 
 
 def node_id(doc_id: str, page_number: int) -> str:
