@@ -174,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
         encoder = load_encoder(
             args.model, device=args.device, dtype=args.dtype, window=_window(args.window), batch_size=args.batch_size
         )
+        if args.model.startswith("tiny:"):
+            print("note: a tiny random-weight model; the numbers show that the harness runs, not pruning quality")
         results = run_eval(
             datasets,
             encoder,

@@ -14,6 +14,11 @@ from ..errors import MissingDependencyError
 if TYPE_CHECKING:
     from .harness import EvalResults, ResultRow
 
+TINY_NOTE = (
+    "**A tiny random-weight model: these numbers show that the harness runs, not how well any "
+    "pruner keeps retrieval quality.**"
+)
+
 __all__ = ["markdown_report", "plot_retention", "require_matplotlib", "retention_table", "write_csv", "write_reports"]
 
 
@@ -105,8 +110,10 @@ def markdown_report(results: EvalResults) -> str:
         f"Model: `{encoder.get('spec', '?')}` ({encoder.get('family', '?')}, {encoder.get('num_layers', '?')} layers, "
         f"SAP window {encoder.get('window', '?')}, {encoder.get('window_source', '?')}).",
         "",
-        "Datasets:",
     ]
+    if str(encoder.get("spec", "")).startswith("tiny:"):
+        lines += [TINY_NOTE, ""]
+    lines.append("Datasets:")
     for info in results.datasets:
         how = "read from the cache" if info.get("from_cache") else f"encoded in {info.get('encode_seconds', 0):.1f}s"
         lines.append(f"- {info['name']}: {info['pages']} pages, {info['queries']} queries ({how}).")
