@@ -668,15 +668,23 @@ class SAPIndex:
             self._needs_recovery = True
 
     def _drop(self, old: DocumentRecord) -> None:
-        """Delete the points and now-unused images of a generation already removed from the registry."""
+        """Delete the points and now-unused images of a generation already removed from the registry.
+
+        A failure is not raised: the registry already says what the index holds, and the journal
+        entry makes the next operation (or the next open) finish the job.
+        """
         try:
             self._backend.delete(point_ids(old.gen, old.num_pages))
             self._backend.flush()
             self._images.remove(self._registry.unreferenced(old.images))
             self._registry.forget([old.gen])
         except Exception:
+            logger.exception(
+                "could not remove the old pages of %r yet; they are journaled and will be removed before the "
+                "next operation",
+                old.doc_id,
+            )
             self._needs_recovery = True
-            raise
 
     def _ensure_recovered(self) -> None:
         if self._needs_recovery:
