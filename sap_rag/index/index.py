@@ -39,7 +39,14 @@ from .filters import parse_filter, validate_metadata
 from .images import ImageStore
 from .lock import LOCK_NAME, IndexLock
 from .manifest import MANIFEST_NAME, Manifest
-from .options import DEFAULT_PREFETCH, DEFAULT_TWO_STAGE_THRESHOLD, StorageType, TwoStageMode, parse_two_stage
+from .options import (
+    DEFAULT_EXACT_PREFETCH_MAX_PAGES,
+    DEFAULT_PREFETCH,
+    DEFAULT_TWO_STAGE_THRESHOLD,
+    StorageType,
+    TwoStageMode,
+    parse_two_stage,
+)
 from .registry import REGISTRY_NAME, DocumentRecord, Registry, point_ids
 from .results import DocumentInfo, IndexCheck, IndexStats, SearchHit
 from .vectors import SUMMARY_KIND, as_matrix, page_summary, query_summary, to_storage
@@ -203,7 +210,13 @@ class SAPIndex:
                 pruner=pruner.config(),
                 storage=storage_type.value,
                 backend=backend.describe(),
-                two_stage={"mode": mode.value, "threshold": threshold, "prefetch": depth, "summary": SUMMARY_KIND},
+                two_stage={
+                    "mode": mode.value,
+                    "threshold": threshold,
+                    "prefetch": depth,
+                    "exact_prefetch_max_pages": DEFAULT_EXACT_PREFETCH_MAX_PAGES,
+                    "summary": SUMMARY_KIND,
+                },
                 store_images=bool(store_images),
                 oversampling=float(oversampling),
                 sap_rag_version=__version__,
@@ -498,7 +511,10 @@ class SAPIndex:
         conditions = parse_filter(filter)
         vectors = self._query_vectors(items, show_progress)
         depth = self._prefetch_depth(two_stage, prefetch, k)
-        specs = [QuerySpec(v, query_summary(v), k, conditions, depth) for v in vectors]
+        exact_prefetch = self._pages <= int(
+            self.manifest.two_stage.get("exact_prefetch_max_pages", DEFAULT_EXACT_PREFETCH_MAX_PAGES)
+        )
+        specs = [QuerySpec(v, query_summary(v), k, conditions, depth, exact_prefetch) for v in vectors]
         out: list[list[SearchHit]] = []
         with self._mutex:
             self._check_open()
