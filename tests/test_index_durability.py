@@ -241,3 +241,17 @@ def test_sigkill_mid_add_leaves_whole_documents(tmp_path, phase, caplog):
         query = big_document(DIM, pages, vectors, seed=7)[5].embeddings.numpy()
         top = index.search(query, k=1)[0]
         assert (top.doc_id, top.page_number) == ("big", 6)
+
+
+def test_failed_cleanup_is_finished_before_the_next_search(tmp_path, monkeypatch):
+    """If deleting a removed document's points fails, the delete still stands and is completed later."""
+    corpus = random_corpus(seed=13, dim=DIM, docs=3, pages=(2, 4))
+    query = corpus["doc-1"][0].embeddings.numpy()
+    with _fill(tmp_path / "idx", corpus) as index:
+        delete = index.backend.delete
+        monkeypatch.setattr(index.backend, "delete", lambda ids: (_ for _ in ()).throw(BackendError("busy")))
+        assert index.delete("doc-1") == len(corpus["doc-1"])
+        assert "doc-1" not in index and index._registry.journal() != []
+        monkeypatch.setattr(index.backend, "delete", delete)
+        assert all(h.doc_id != "doc-1" for h in index.search(query, k=20))
+        assert index._registry.journal() == [] and index.check().ok

@@ -88,6 +88,8 @@ def test_two_stage_rerank_is_exact(tmp_path, corpus):
                 filtered, brute_force(query, corpus, "float32", keep=lambda d, p: d == "doc-7"), 3
             )
         assert hit_keys(index.search(query, k=4, two_stage=False)) == [(d, p) for d, p, _ in reference[:4]]
+        index.manifest.two_stage["exact_prefetch_max_pages"] = 0  # the HNSW path of the first stage
+        assert_matches_brute_force(index.search(query, k=10, prefetch=pages), reference, 10)
 
 
 def test_two_stage_auto_follows_threshold(tmp_path, corpus):

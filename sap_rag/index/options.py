@@ -7,13 +7,24 @@ from typing import Any
 
 from ..errors import InvalidInputError
 
-__all__ = ["DEFAULT_PREFETCH", "DEFAULT_TWO_STAGE_THRESHOLD", "StorageType", "TwoStageMode", "parse_two_stage"]
+__all__ = [
+    "DEFAULT_EXACT_PREFETCH_MAX_PAGES",
+    "DEFAULT_PREFETCH",
+    "DEFAULT_TWO_STAGE_THRESHOLD",
+    "StorageType",
+    "TwoStageMode",
+    "parse_two_stage",
+]
 
 DEFAULT_TWO_STAGE_THRESHOLD = 20_000
 """Page count from which ``two_stage="auto"`` searches in two stages."""
 
 DEFAULT_PREFETCH = 1_000
 """Candidates the first stage hands to the exact MaxSim rerank."""
+
+DEFAULT_EXACT_PREFETCH_MAX_PAGES = 250_000
+"""Up to this many pages the first stage scans every page's mean vector (about 2 ms per 100,000
+pages, and more of the best candidates than the HNSW graph finds); beyond, it uses the graph."""
 
 
 class StorageType(str, Enum):

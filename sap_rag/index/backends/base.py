@@ -52,8 +52,10 @@ class QuerySpec:
         summary: ``(dim,)`` float32 prefetch vector (used when ``prefetch`` is set).
         limit: top-k.
         filter: conditions that must all hold.
-        prefetch: None for one exact stage; else the number of candidates the HNSW stage on
+        prefetch: None for one exact stage; else the number of candidates the first stage on
             ``SUMMARY`` hands to the exact MaxSim rerank.
+        prefetch_exact: rank the summary vectors with an exact scan instead of the HNSW graph
+            (cheap up to a few hundred thousand pages, and it finds more of the best candidates).
     """
 
     vectors: np.ndarray
@@ -61,6 +63,7 @@ class QuerySpec:
     limit: int
     filter: tuple[FieldMatch, ...] = ()
     prefetch: int | None = None
+    prefetch_exact: bool = False
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,13 @@ def _filter(conditions: tuple[FieldMatch, ...]) -> Any:
     return qe.Filter(must=must)
 
 
+def _prefetch_params(module: Any, spec: QuerySpec) -> Any:
+    """Exact scan of the summary vectors, or the HNSW graph with a beam twice the prefetch depth."""
+    if spec.prefetch_exact:
+        return module.SearchParams(exact=True)
+    return module.SearchParams(hnsw_ef=max(2 * int(spec.prefetch or 0), 64))
+
+
 class EdgeBackend(Backend):
     """Qdrant Edge shard at ``<index>/shard`` (see the module docstring)."""
 
@@ -169,7 +176,7 @@ class EdgeBackend(Backend):
                     limit=int(spec.prefetch),
                     query=qe.Query.Nearest(spec.summary, using=SUMMARY),
                     filter=flt,
-                    params=qe.SearchParams(hnsw_ef=max(int(spec.prefetch), 64)),
+                    params=_prefetch_params(qe, spec),
                 )
             ]
         return qe.QueryRequest(

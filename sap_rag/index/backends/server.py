@@ -70,6 +70,13 @@ def _filter(conditions: tuple[FieldMatch, ...]) -> Any:
     return m.Filter(must=must)
 
 
+def _prefetch_params(module: Any, spec: QuerySpec) -> Any:
+    """Exact scan of the summary vectors, or the HNSW graph with a beam twice the prefetch depth."""
+    if spec.prefetch_exact:
+        return module.SearchParams(exact=True)
+    return module.SearchParams(hnsw_ef=max(2 * int(spec.prefetch or 0), 64))
+
+
 class QdrantBackend(Backend):
     """One collection on a Qdrant server (or in ``qdrant-client`` local mode)."""
 
@@ -212,7 +219,7 @@ class QdrantBackend(Backend):
                 using=SUMMARY,
                 limit=int(spec.prefetch),
                 filter=flt,
-                params=m.SearchParams(hnsw_ef=max(int(spec.prefetch), 64)),
+                params=_prefetch_params(m, spec),
             )
         return m.QueryRequest(
             query=spec.vectors.tolist(),

@@ -1,0 +1,97 @@
+"""Creating and reopening the backend an index's manifest names."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ...errors import InvalidInputError
+from ..errors import IndexFormatError
+from ..manifest import Manifest
+from ..options import StorageType
+from .base import Backend
+
+__all__ = ["create_backend", "default_collection_name", "open_backend"]
+
+
+def default_collection_name(root: Path) -> str:
+    """``sap_rag_<directory name>_<8 hex>``: unique, so indexes can share a server."""
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(root).resolve().name)[:40] or "index"
+    return f"sap_rag_{stem}_{uuid.uuid4().hex[:8]}"
+
+
+def create_backend(
+    root: Path,
+    *,
+    dim: int,
+    storage: StorageType,
+    oversampling: float,
+    qdrant_url: str | None = None,
+    client: Any = None,
+    collection: str | None = None,
+    api_key: str | None = None,
+    indexing_threshold_kb: int | None = None,
+) -> Backend:
+    """An embedded Qdrant Edge shard in ``root``, or a new collection on a Qdrant server/client."""
+    if qdrant_url is not None and client is not None:
+        raise InvalidInputError("give qdrant_url or client, not both")
+    if qdrant_url is None and client is None:
+        from .edge import EdgeBackend
+
+        return EdgeBackend.create(
+            root, dim=dim, storage=storage, oversampling=oversampling, indexing_threshold_kb=indexing_threshold_kb
+        )
+    from .server import QdrantBackend, connect
+
+    owns = client is None
+    qclient = connect(url=qdrant_url, api_key=api_key) if owns else client
+    try:
+        return QdrantBackend.create(
+            qclient,
+            collection or default_collection_name(root),
+            dim=dim,
+            storage=storage,
+            oversampling=oversampling,
+            owns_client=owns,
+        )
+    except BaseException:
+        if owns:
+            qclient.close()
+        raise
+
+
+def open_backend(root: Path, manifest: Manifest, client: Any = None, api_key: str | None = None) -> Backend:
+    """Reopen the backend recorded in ``manifest`` (for a server: ``client``, or reconnect)."""
+    spec = manifest.backend
+    storage = StorageType(manifest.storage)
+    kind = spec.get("kind")
+    if kind == "edge":
+        from .edge import EdgeBackend
+
+        return EdgeBackend.open(root, dim=manifest.dim, storage=storage, oversampling=manifest.oversampling)
+    if kind == "qdrant":
+        from .server import QdrantBackend, connect
+
+        owns = client is None
+        if owns:
+            if spec.get("url") or spec.get("host"):
+                url = spec.get("url") or f"http://{spec['host']}:{spec.get('port', 6333)}"
+                client = connect(url=url, api_key=api_key)
+            elif spec.get("path"):
+                client = connect(path=spec["path"])
+            else:
+                raise InvalidInputError(
+                    f"the index's vectors lived in an in-memory Qdrant ({spec.get('location')!r}) or a client "
+                    "object sap-rag cannot reconnect to; pass client=QdrantClient(...) to open it"
+                )
+        return QdrantBackend.open(
+            client,
+            spec["collection"],
+            dim=manifest.dim,
+            storage=storage,
+            oversampling=manifest.oversampling,
+            owns_client=owns,
+        )
+    raise IndexFormatError(f"the manifest names an unknown backend {kind!r}; upgrade sap-rag")

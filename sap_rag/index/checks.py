@@ -1,0 +1,146 @@
+"""Argument checks and compatibility checks (encoder, pruner) for ``SAPIndex``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from .errors import EncoderMismatchError
+from .manifest import Manifest
+
+if TYPE_CHECKING:
+    from ..encoders.encoder import PageEncoder
+    from ..pruning.base import Pruner
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ENCODER_FIELDS",
+    "check_doc_id",
+    "check_encoder",
+    "check_pruner",
+    "check_sequence",
+    "positive_int",
+    "resolve_dim",
+    "resolve_pruner",
+]
+
+ENCODER_FIELDS = ("family", "model_type", "dim", "num_layers", "window")
+"""What must match between an index's recorded encoder and the encoder it is opened with."""
+
+
+def check_doc_id(doc_id: Any) -> str:
+    if not isinstance(doc_id, str) or not doc_id.strip():
+        raise InvalidInputError(f"doc_id must be a non-empty string, got {doc_id!r}")
+    return doc_id
+
+
+def check_sequence(items: Any, what: str) -> list[Any]:
+    """``items`` as a non-empty list, or a clear error (a lone tensor, string or bytes is refused)."""
+    if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
+        import torch
+
+        lone = isinstance(items, (torch.Tensor, np.ndarray, str, bytes))
+        hint = " (wrap a single item in a list)" if lone else ""
+        raise InvalidInputError(f"{what} must be a list, got {type(items).__name__}{hint}")
+    if len(items) == 0:
+        raise InvalidInputError(f"{what} is empty; give at least one")
+    return list(items)
+
+
+def positive_int(value: Any, name: str) -> int:
+    """
+    >>> positive_int(3, "k")
+    3
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def resolve_dim(encoder: PageEncoder | None, dim: int | None) -> int:
+    """The index's embedding dim: the encoder's, or ``dim`` for an encoder-less index."""
+    if encoder is None and dim is None:
+        raise InvalidInputError("give an encoder, or the embedding dim of the pages you will add (dim=128)")
+    if encoder is not None and not hasattr(encoder, "describe"):
+        raise InvalidInputError(
+            f"encoder must be a PageEncoder (from sap_rag.load_encoder), got {type(encoder).__name__}"
+        )
+    if encoder is not None and dim is not None and int(dim) != encoder.dim:
+        raise InvalidInputError(f"dim={dim} but the encoder produces dim {encoder.dim}; leave dim out")
+    return positive_int(encoder.dim if encoder is not None else dim, "dim")
+
+
+def resolve_pruner(pruner: Pruner | None, keep_ratio: float | None) -> Pruner:
+    """``pruner``, or ``SAPPruner(keep_ratio)`` (default 0.1)."""
+    from ..pruning.base import Pruner
+    from ..pruning.sap import SAPPruner
+
+    if pruner is None:
+        return SAPPruner(0.1 if keep_ratio is None else keep_ratio)
+    if not isinstance(pruner, Pruner):
+        raise InvalidInputError(f"pruner must be a sap_rag Pruner, got {type(pruner).__name__}")
+    if keep_ratio is not None and float(keep_ratio) != pruner.keep_ratio:
+        raise InvalidInputError(
+            f"keep_ratio={keep_ratio} but the pruner keeps {pruner.keep_ratio}; give one or the other"
+        )
+    return pruner
+
+
+def check_encoder(manifest: Manifest, encoder: PageEncoder | None) -> None:
+    """Raise :class:`EncoderMismatchError` if ``encoder`` is not the one the index was built with."""
+    if encoder is None:
+        return
+    actual = encoder.describe()
+    expected = manifest.encoder
+    if expected is None:
+        if actual.get("dim") != manifest.dim:
+            raise EncoderMismatchError(
+                f"this index stores dim {manifest.dim} vectors but the encoder produces dim {actual.get('dim')}"
+            )
+        logger.warning("the index records no encoder; using %s without checking its identity", actual.get("spec"))
+        return
+    diffs = [
+        f"{key}: index has {expected.get(key)!r}, encoder has {actual.get(key)!r}"
+        for key in ENCODER_FIELDS
+        if _as_list(expected.get(key)) != _as_list(actual.get(key))
+    ]
+    if diffs:
+        raise EncoderMismatchError(
+            "the encoder does not match the one this index was built with ("
+            + "; ".join(diffs)
+            + f"). Open it with that encoder: load_encoder({expected.get('spec')!r}, window={expected.get('window')}), "
+            "or leave encoder= out to load it automatically"
+        )
+    if expected.get("spec") != actual.get("spec"):
+        logger.warning(
+            "the index was built with %r and is opened with %r (same architecture and window); "
+            "make sure they are the same checkpoint",
+            expected.get("spec"),
+            actual.get("spec"),
+        )
+
+
+def check_pruner(manifest: Manifest, pruner: Pruner | None) -> Pruner | None:
+    """The pruner for new pages: ``pruner`` if it matches the recorded one, else the recorded SAP
+    pruner rebuilt from its config, else None (a non-SAP pruner must be passed again)."""
+    from ..pruning.sap import SAPPruner
+
+    recorded = manifest.pruner
+    if pruner is not None:
+        if pruner.config() != recorded:
+            raise InvalidInputError(
+                f"the pruner {pruner.config()} differs from the one this index was built with ({recorded})"
+            )
+        return pruner
+    if recorded.get("name") == SAPPruner.name:
+        return SAPPruner(recorded["keep_ratio"], window=recorded.get("window"), heads=recorded.get("heads", "mean"))
+    return None
+
+
+def _as_list(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value

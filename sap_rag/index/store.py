@@ -1,0 +1,222 @@
+"""``PageStore``: all-or-nothing document writes over a backend that has no transactions.
+
+It owns the backend (vectors), the registry (committed documents and the journal of unfinished
+writes, see :mod:`sap_rag.index.registry`) and the image store, and applies the protocol:
+
+1. journal the new generation (``registry.begin``);
+2. store the page images, write the points, flush the engine;
+3. commit the generation in one SQLite transaction (the version it replaces becomes ``stale``);
+4. delete the stale points and now-unused images, clear the journal entry.
+
+A failure undoes steps 1-3 at once; a crash leaves journal entries that :meth:`recover` (run on
+every open) turns into deletes. Not thread-safe: ``SAPIndex`` serialises the calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..progress import progress
+from .backends.base import Backend, PagePoint
+from .images import ImageStore
+from .registry import DocumentRecord, Registry, point_ids
+from .results import IndexCheck
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PageStore", "StagedPage"]
+
+UPSERT_BATCH = 64
+"""Pages per engine write."""
+
+
+class StagedPage:
+    """One page ready to store: ``anchors`` ``(k, dim)`` and ``summary`` ``(dim,)`` at storage
+    precision, payload fields of its own (``num_tokens``, ``positions``...), and optionally the
+    image ``source`` as given with its decoded ``image``."""
+
+    __slots__ = ("anchors", "extra", "image", "source", "summary")
+
+    def __init__(
+        self, anchors: np.ndarray, summary: np.ndarray, extra: dict[str, Any], source: Any = None, image: Any = None
+    ) -> None:
+        self.anchors = anchors
+        self.summary = summary
+        self.extra = extra
+        self.source = source
+        self.image = image
+
+
+class PageStore:
+    """Documents of pages in a backend, with a registry and page images (see the module docstring)."""
+
+    def __init__(self, backend: Backend, registry: Registry, images: ImageStore, *, store_images: bool) -> None:
+        self.backend = backend
+        self.registry = registry
+        self.images = images
+        self.store_images = store_images
+        self.needs_recovery = False
+        self.pages = registry.totals()[1]
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def write(
+        self, doc_id: str, pages: Sequence[StagedPage], metadata: dict[str, Any], *, show_progress: bool = False
+    ) -> DocumentRecord:
+        """Store (or replace) one document, all or nothing; return its committed record."""
+        self.ensure_recovered()
+        gen = self.registry.begin(doc_id, len(pages))
+        created: list[str] = []
+        try:
+            names: list[str | None] = [None] * len(pages)
+            if self.store_images:
+                for i, page in enumerate(pages):
+                    if page.source is not None:
+                        names[i], new = self.images.put(page.source, page.image)
+                        if new:
+                            created.append(names[i])
+            ids = point_ids(gen, len(pages))
+            with progress(total=len(pages), desc=f"indexing {doc_id}", unit="page", enabled=show_progress) as bar:
+                for start in range(0, len(pages), UPSERT_BATCH):
+                    stop = min(start + UPSERT_BATCH, len(pages))
+                    self.backend.upsert(
+                        [
+                            PagePoint(
+                                ids[i],
+                                pages[i].anchors,
+                                pages[i].summary,
+                                {
+                                    "doc_id": doc_id,
+                                    "page_number": i + 1,
+                                    "gen": gen,
+                                    "image": names[i],
+                                    "metadata": metadata,
+                                    **pages[i].extra,
+                                },
+                            )
+                            for i in range(start, stop)
+                        ]
+                    )
+                    bar.update(stop - start)
+            self.backend.flush()
+            record = DocumentRecord(
+                doc_id=doc_id,
+                gen=gen,
+                num_pages=len(pages),
+                num_vectors=sum(int(p.anchors.shape[0]) for p in pages),
+                images=names,
+                metadata=metadata,
+                added_at=time.time(),
+            )
+            old = self.registry.commit(record)
+        except BaseException:
+            self._rollback(gen, len(pages), created)
+            raise
+        self.pages += record.num_pages - (old.num_pages if old else 0)
+        if old is not None:
+            self._drop(old)
+        return record
+
+    def remove(self, doc_id: str) -> DocumentRecord | None:
+        """Remove a document (committed at once; its points go right after). None if absent."""
+        self.ensure_recovered()
+        old = self.registry.remove(doc_id)
+        if old is not None:
+            self.pages -= old.num_pages
+            self._drop(old)
+        return old
+
+    def _rollback(self, gen: int, num_pages: int, created_images: list[str]) -> None:
+        try:
+            self.backend.delete(point_ids(gen, num_pages))
+            self.backend.flush()
+            self.images.remove(created_images)
+            self.registry.forget([gen])
+        except Exception:
+            logger.exception("could not undo a failed write at once; it will be undone before the next operation")
+            self.needs_recovery = True
+
+    def _drop(self, old: DocumentRecord) -> None:
+        """Delete the points and now-unused images of a generation already out of the registry.
+
+        A failure is not raised: the registry already says what the index holds, and the journal
+        entry makes the next operation (or the next open) finish the job.
+        """
+        try:
+            self.backend.delete(point_ids(old.gen, old.num_pages))
+            self.backend.flush()
+            self.images.remove(self.registry.unreferenced(old.images))
+            self.registry.forget([old.gen])
+        except Exception:
+            logger.exception(
+                "could not remove the old pages of %r yet; they are journaled and will be removed before the "
+                "next operation",
+                old.doc_id,
+            )
+            self.needs_recovery = True
+
+    # --- recovery and verification ------------------------------------------------------------
+
+    def ensure_recovered(self) -> None:
+        if self.needs_recovery:
+            self.recover()
+
+    def recover(self) -> None:
+        """Delete the points of every journaled generation (interrupted writes, unfinished deletes)."""
+        entries = self.registry.journal()
+        if not entries and not self.needs_recovery:
+            return
+        for entry in entries:
+            self.backend.delete(point_ids(entry.gen, entry.num_pages))
+        self.backend.flush()
+        self.registry.forget([entry.gen for entry in entries])
+        self.images.collect_garbage(self.registry.referenced_images())
+        self.needs_recovery = False
+        if entries:
+            logger.warning(
+                "recovered the index at %s from an interrupted write: removed the points of %d unfinished or "
+                "superseded document versions (%s)",
+                self.images.root.parent,
+                len(entries),
+                ", ".join(sorted({repr(e.doc_id) for e in entries})),
+            )
+
+    def check(self, *, repair: bool = False) -> IndexCheck:
+        """Compare every point in the engine with the registry (a full scan)."""
+        self.ensure_recovered()
+        committed = {r.doc_id: r for r in self.registry.documents()}
+        seen: dict[str, set[int]] = {}
+        stray: list[int] = []
+        for pid, payload in self.backend.iter_payloads(["doc_id", "gen", "page_number"]):
+            record = committed.get(payload.get("doc_id"))
+            if record is None or payload.get("gen") != record.gen:
+                stray.append(pid)
+                continue
+            seen.setdefault(record.doc_id, set()).add(int(payload.get("page_number", 0)))
+        incomplete = {
+            doc_id: record.num_pages - len(seen.get(doc_id, ()))
+            for doc_id, record in committed.items()
+            if len(seen.get(doc_id, ())) != record.num_pages
+        }
+        if repair and stray:
+            self.backend.delete(stray)
+            self.backend.flush()
+        return IndexCheck(
+            ok=not stray and not incomplete,
+            documents=len(committed),
+            points=sum(len(pages) for pages in seen.values()) + len(stray),
+            stray_points=len(stray),
+            incomplete_documents=incomplete,
+            repaired=bool(repair and stray),
+        )
+
+    def close(self) -> None:
+        try:
+            self.backend.close()
+        finally:
+            self.registry.close()
