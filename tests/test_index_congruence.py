@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from _index_utils import assert_matches_brute_force, brute_force, hit_keys, random_corpus, unit_rows
 
+from sap_rag.errors import InvalidInputError
 from sap_rag.index import SAPIndex
 from sap_rag.index.errors import IndexExistsError
 
@@ -97,3 +98,15 @@ def test_existing_collection_is_not_clobbered(tmp_path):
     with pytest.raises(IndexExistsError, match="already exists"):
         SAPIndex.create(tmp_path / "b", dim=DIM, client=client, collection="pages")
     assert not (tmp_path / "b").exists()  # the failed create left nothing behind
+
+
+def test_in_memory_qdrant_needs_its_client_to_reopen(tmp_path):
+    client = qdrant_client.QdrantClient(":memory:")
+    corpus = random_corpus(seed=31, dim=DIM, docs=2)
+    with SAPIndex.create(tmp_path / "idx", dim=DIM, client=client) as index:
+        for doc_id, pages in corpus.items():
+            index.add_pages(pages, doc_id)
+    with pytest.raises(InvalidInputError, match="client="):
+        SAPIndex.open(tmp_path / "idx")
+    with SAPIndex.open(tmp_path / "idx", client=client) as index:  # the same client still holds the data
+        assert index.documents() == sorted(corpus) and index.check().ok

@@ -329,7 +329,8 @@ class SAPIndex:
         return self._store.pages
 
     def __contains__(self, doc_id: object) -> bool:
-        return isinstance(doc_id, str) and self._registry.get(doc_id) is not None
+        with self._mutex:
+            return isinstance(doc_id, str) and self._registry.get(doc_id) is not None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self)} pages"
@@ -510,7 +511,8 @@ class SAPIndex:
     def document(self, doc_id: str) -> DocumentInfo:
         """What the index holds of one document."""
         self._check_open()
-        record = self._registry.get(doc_id)
+        with self._mutex:
+            record = self._registry.get(doc_id)
         if record is None:
             raise DocumentNotFoundError(f"no document {doc_id!r} in the index at {self.path}")
         return self._info(record)
@@ -518,7 +520,8 @@ class SAPIndex:
     def documents(self) -> list[str]:
         """Ids of every document, sorted."""
         self._check_open()
-        return self._registry.doc_ids()
+        with self._mutex:
+            return self._registry.doc_ids()
 
     def stats(self) -> IndexStats:
         """Counts, sizes and settings; see :class:`IndexStats`."""
