@@ -45,6 +45,15 @@ _LAZY = {
     "score_retention": "sap_rag.search.maxsim",
     "SAPIndex": "sap_rag.index",
     "SearchHit": "sap_rag.index",
+    "IndexStats": "sap_rag.index",
+    "DocumentInfo": "sap_rag.index",
+    "StorageType": "sap_rag.index",
+    "IndexLockedError": "sap_rag.index.errors",
+    "IndexFormatError": "sap_rag.index.errors",
+    "IndexNotFoundError": "sap_rag.index.errors",
+    "IndexExistsError": "sap_rag.index.errors",
+    "EncoderMismatchError": "sap_rag.index.errors",
+    "DocumentNotFoundError": "sap_rag.index.errors",
     "PRUNERS": "sap_rag.pruning.registry",
     "make_pruner": "sap_rag.pruning.registry",
     "pruner_names": "sap_rag.pruning.registry",
@@ -78,7 +87,15 @@ if TYPE_CHECKING:
     from .eval.errors import DatasetError
     from .eval.harness import run_eval
     from .eval.synthetic import make_synthetic_dataset
-    from .index import SAPIndex, SearchHit
+    from .index import DocumentInfo, IndexStats, SAPIndex, SearchHit, StorageType
+    from .index.errors import (
+        DocumentNotFoundError,
+        EncoderMismatchError,
+        IndexExistsError,
+        IndexFormatError,
+        IndexLockedError,
+        IndexNotFoundError,
+    )
     from .pruning.base import Pruner
     from .pruning.registry import PRUNERS, make_pruner, pruner_names
     from .pruning.sap import SAPPruner
