@@ -129,7 +129,7 @@ class _Request:
     eos_layer: int | None
     # layer -> per page: (heads, N_b) in-degree summed over the query rows seen so far
     head_sums: dict[int, list[torch.Tensor]] = field(default_factory=dict)
-    eos: list[torch.Tensor] = field(default_factory=list)
+    eos: list[torch.Tensor | None] = field(default_factory=list)  # per page, filled by the last layer
 
     def indegree(self, layer: int, reduce: str) -> list[torch.Tensor]:
         """Per page, ``(N_b,)`` in-degree at ``layer`` reduced over heads by ``"mean"`` or ``"max"``."""
@@ -159,7 +159,7 @@ class AttentionCapture:
     ) -> Iterator[_Request]:
         """Within the block, a forward fills the yielded request's per-layer, per-page results."""
         register_attention()
-        request = _Request(visual=visual, last_token=last_token, eos_layer=eos_layer)
+        request = _Request(visual=visual, last_token=last_token, eos_layer=eos_layer, eos=[None] * len(visual))
         wanted = set(layers) | ({eos_layer} if eos_layer is not None else set())
         previous = self.text_config._attn_implementation
         try:
@@ -194,8 +194,6 @@ class AttentionCapture:
                         last = request.last_token[b]
                         if start <= last < start + rows:
                             row = weights[b][:, last - start].index_select(1, visual)
-                            if len(request.eos) < len(request.visual):
-                                request.eos.extend([None] * (len(request.visual) - len(request.eos)))
                             request.eos[b] = row.to(torch.float32).mean(dim=0).cpu()
 
         return sink
