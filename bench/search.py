@@ -9,8 +9,10 @@ Part 1 (``--pages``, default 10,000): bytes on disk per page and query latency p
   - colpali-engine's ``score_multi_vector`` brute force over the same vectors (float32, in RAM);
   - ``SAPIndex`` on qdrant-client's local mode (the pruned pages; the full pages on a
     ``--local-full-pages`` subset, since local mode needs ~14 s per query per 1,000 full pages).
-Part 2 (``--big-pages``, default 100,000 pruned pages): exact p50, two-stage p50 and two-stage
-  recall@10 against exact, for each ``--prefetch`` depth.
+Part 2 (``--big-pages``, default 100,000 pruned pages): exact p50, staged-search p50 and
+  staged recall@10 against exact, for each ``--stages`` setting (``coarse:prefetch``: candidates
+  of the first stage's pooled probe, and candidates the exact MaxSim stage reranks; the first is
+  the index's default).
 
 Run ``python bench/search.py --pages 500 --big-pages 2000`` for a quick check. Not a test.
 """
@@ -37,6 +39,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from sap_rag.index import SAPIndex  # noqa: E402
+from sap_rag.index.options import DEFAULT_COARSE, DEFAULT_PREFETCH  # noqa: E402
 from sap_rag.types import PageEncoding, PrunedPage  # noqa: E402
 
 DIM = 128
@@ -336,6 +339,7 @@ def part_two(args, corpus: SyntheticCorpus, workdir: Path, rows: list[dict]) -> 
     rng = np.random.default_rng(2)
     queries = [corpus.query(int(t), tokens=args.query_tokens) for t in rng.integers(0, n, args.big_queries + 1)]
     t_exact, r_exact = _time_search(index, queries, two_stage=False)
+    _log(f"  exact: p50 {_percentiles(t_exact)[0]:.1f} ms")
     rows.append(
         dict(
             part=2,
@@ -350,13 +354,14 @@ def part_two(args, corpus: SyntheticCorpus, workdir: Path, rows: list[dict]) -> 
             queries=len(t_exact),
         )
     )
-    for depth in args.prefetch:
-        times, res = _time_search(index, queries, two_stage=True, prefetch=depth)
+    for coarse, depth in args.stages:
+        times, res = _time_search(index, queries, two_stage=True, prefetch=depth, coarse=coarse)
         recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(res, r_exact)]))
         rows.append(
             dict(
                 part=2,
-                system=f"two-stage, prefetch {depth}",
+                system=f"staged, coarse {coarse}, prefetch {depth}"
+                + (" (default)" if (coarse, depth) == (DEFAULT_COARSE, DEFAULT_PREFETCH) else ""),
                 pages=n,
                 vectors=stats.vectors_per_page,
                 bytes_per_page=stats.bytes_per_page,
@@ -366,7 +371,7 @@ def part_two(args, corpus: SyntheticCorpus, workdir: Path, rows: list[dict]) -> 
                 queries=len(times),
             )
         )
-        _log(f"  prefetch {depth}: p50 {rows[-1]['p50']:.1f} ms, recall@10 {recall:.3f}")
+        _log(f"  coarse {coarse}, prefetch {depth}: p50 {rows[-1]['p50']:.1f} ms, recall@10 {recall:.3f}")
     index.close()
     if not args.keep:
         shutil.rmtree(path, ignore_errors=True)
@@ -432,9 +437,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--big-pages", type=int, default=100_000, help="pruned pages of part 2 (0 skips it)")
     parser.add_argument("--queries", type=int, default=20, help="timed queries per fast system")
     parser.add_argument("--slow-queries", type=int, default=5, help="timed queries for the slowest systems")
-    parser.add_argument("--big-queries", type=int, default=20, help="timed queries in part 2")
+    parser.add_argument("--big-queries", type=int, default=100, help="timed queries in part 2 (recall is over them)")
     parser.add_argument("--query-tokens", type=int, default=20)
-    parser.add_argument("--prefetch", type=lambda s: [int(x) for x in s.split(",")], default=[200, 500, 1000])
+    parser.add_argument(
+        "--stages",
+        type=lambda s: [tuple(int(v) for v in x.split(":")) for x in s.split(",")],
+        default=[(DEFAULT_COARSE, DEFAULT_PREFETCH), (1000, 100), (2000, 200)],
+        help="comma-separated coarse:prefetch settings of staged search (default: %(default)s)",
+    )
     parser.add_argument("--local-full-pages", type=int, default=1000, help="full pages for local mode (slow)")
     parser.add_argument("--flat", action="store_true", help="pages without document structure (harder prefetch)")
     parser.add_argument("--skip-colpali", action="store_true")

@@ -62,6 +62,12 @@ def test_edge_and_qdrant_local_agree(tmp_path, storage):
             a = edge.search(query, k=5, two_stage=True, prefetch=len(edge))
             b = server.search(query, k=5, two_stage=True, prefetch=len(server))
             assert hit_keys(a) == hit_keys(b) == [(d, p) for d, p, _ in reference[:5]]
+            # shallow stages (pooled probe + mean probe, pooled rerank, exact): the same plan on both
+            for flt in (None, {"parity": 1}):
+                a = edge.search(query, k=4, two_stage=True, prefetch=6, coarse=10, filter=flt)
+                b = server.search(query, k=4, two_stage=True, prefetch=6, coarse=10, filter=flt)
+                assert hit_keys(a) == hit_keys(b)
+                assert all(abs(x.score - y.score) < 1e-4 for x, y in zip(a, b))
         batch_a = edge.search_batch(_queries(14), k=3)
         batch_b = server.search_batch(_queries(14), k=3)
         assert [hit_keys(h) for h in batch_a] == [hit_keys(h) for h in batch_b]

@@ -44,7 +44,10 @@ from .images import ImageStore
 from .lock import LOCK_NAME, IndexLock
 from .manifest import MANIFEST_NAME, Manifest
 from .options import (
+    DEFAULT_COARSE,
     DEFAULT_EXACT_PREFETCH_MAX_PAGES,
+    DEFAULT_MEAN_PREFETCH,
+    DEFAULT_POOLED_VECTORS,
     DEFAULT_PREFETCH,
     DEFAULT_TWO_STAGE_THRESHOLD,
     StorageType,
@@ -54,7 +57,7 @@ from .options import (
 from .registry import REGISTRY_NAME, DocumentRecord, Registry
 from .results import DocumentInfo, IndexCheck, IndexStats, SearchHit
 from .store import PageStore, StagedPage
-from .vectors import SUMMARY_KIND, as_matrix, page_summary, query_summary, to_storage
+from .vectors import POOLING_KIND, SUMMARY_KIND, as_matrix, page_pooled, page_summary, query_summary, to_storage
 
 if TYPE_CHECKING:
     from ..encoders.encoder import PageEncoder
@@ -119,7 +122,9 @@ class SAPIndex:
         storage: StorageType | str = StorageType.FLOAT16,
         two_stage: bool | str = "auto",
         two_stage_threshold: int = DEFAULT_TWO_STAGE_THRESHOLD,
-        prefetch: int = DEFAULT_PREFETCH,
+        prefetch: int | None = None,
+        coarse: int = DEFAULT_COARSE,
+        pooled_vectors: int = DEFAULT_POOLED_VECTORS,
         oversampling: float = 4.0,
         store_images: bool = True,
         qdrant_url: str | None = None,
@@ -139,10 +144,18 @@ class SAPIndex:
             pruner: any :class:`~sap_rag.Pruner`, instead of the default SAP pruner.
             dim: embedding dimension, when there is no encoder.
             storage: ``"float16"`` (default), ``"float32"`` or ``"int8"``; see :class:`StorageType`.
-            two_stage: ``"auto"`` (two stages from ``two_stage_threshold`` pages on), True or False.
-            two_stage_threshold: page count from which ``"auto"`` turns two-stage search on.
-            prefetch: candidates of the first stage (page mean vectors) that the exact MaxSim
-                stage reranks.
+            two_stage: ``"auto"`` (staged search from ``two_stage_threshold`` pages on), True or
+                False. Staged search: the ``coarse`` best pages by their pooled vectors against
+                the mean query vector, of those the ``prefetch`` best by MaxSim over the pooled
+                vectors, of those the ``k`` best by exact MaxSim over the anchors (see
+                :func:`~sap_rag.index.backends.base.prefetch_plan`).
+            two_stage_threshold: page count from which ``"auto"`` turns staged search on.
+            prefetch: candidates the exact MaxSim stage reranks (default 200; 1,000 without
+                pooled vectors, where they come straight from the mean vectors).
+            coarse: candidates of the first stage (default 2,000).
+            pooled_vectors: pooled anchors stored per page for the prefetch stages (default 8,
+                about 8% more bytes per page); 0 stores none, and staged search then prefetches
+                with each page's mean vector alone (faster to add, lower recall).
             oversampling: int8 storage only: how many times ``k`` pages are rescored in float16.
             store_images: keep a copy of every page image in the index (``hit.image_path``).
             qdrant_url: put the vectors on this Qdrant server instead of an embedded shard.
@@ -170,7 +183,11 @@ class SAPIndex:
         dim = resolve_dim(encoder, dim)
         pruner = resolve_pruner(pruner, keep_ratio)
         threshold = positive_int(two_stage_threshold, "two_stage_threshold")
-        depth = positive_int(prefetch, "prefetch")
+        if isinstance(pooled_vectors, bool) or not isinstance(pooled_vectors, int) or pooled_vectors < 0:
+            raise InvalidInputError(f"pooled_vectors must be an integer >= 0 (0: none), got {pooled_vectors!r}")
+        default_depth = DEFAULT_PREFETCH if pooled_vectors else DEFAULT_MEAN_PREFETCH
+        depth = default_depth if prefetch is None else positive_int(prefetch, "prefetch")
+        coarse_depth = positive_int(coarse, "coarse")
         if not isinstance(oversampling, (int, float)) or isinstance(oversampling, bool) or oversampling < 1:
             raise InvalidInputError(f"oversampling must be a number >= 1, got {oversampling!r}")
         if qdrant_url is not None and client is not None:
@@ -192,6 +209,7 @@ class SAPIndex:
                 collection=collection,
                 api_key=qdrant_api_key,
                 indexing_threshold_kb=indexing_threshold_kb,
+                pooled=pooled_vectors > 0,
             )
             registry = Registry(root / REGISTRY_NAME)
             (root / IMAGES_DIR).mkdir(exist_ok=True)
@@ -205,6 +223,9 @@ class SAPIndex:
                     "mode": mode.value,
                     "threshold": threshold,
                     "prefetch": depth,
+                    "coarse": coarse_depth,
+                    "pooled_vectors": pooled_vectors,
+                    "pooling": POOLING_KIND,
                     "exact_prefetch_max_pages": DEFAULT_EXACT_PREFETCH_MAX_PAGES,
                     "summary": SUMMARY_KIND,
                 },
@@ -463,6 +484,7 @@ class SAPIndex:
         filter: Mapping[str, Any] | None = None,
         two_stage: bool | str | None = None,
         prefetch: int | None = None,
+        coarse: int | None = None,
     ) -> list[SearchHit]:
         """The ``k`` pages with the highest MaxSim against ``query``, best first.
 
@@ -473,11 +495,12 @@ class SAPIndex:
             filter: ``{"doc_id": "a"}``, ``{"doc_id": ["a", "b"]}`` (any of), ``{"page_number": 3}``,
                 or any metadata key (``{"source": "report.pdf"}``); all keys must match.
             two_stage: override the index's setting: True, False or ``"auto"``.
-            prefetch: override the number of first-stage candidates.
+            prefetch: override how many candidates the exact MaxSim stage reranks.
+            coarse: override how many candidates the first stage keeps (at least ``prefetch``).
         """
         if isinstance(query, (list, tuple)) and query and isinstance(query[0], str):
             raise InvalidInputError("search takes one query; use search_batch for a list of queries")
-        return self.search_batch([query], k, filter=filter, two_stage=two_stage, prefetch=prefetch)[0]
+        return self.search_batch([query], k, filter=filter, two_stage=two_stage, prefetch=prefetch, coarse=coarse)[0]
 
     def search_batch(
         self,
@@ -487,6 +510,7 @@ class SAPIndex:
         filter: Mapping[str, Any] | None = None,
         two_stage: bool | str | None = None,
         prefetch: int | None = None,
+        coarse: int | None = None,
         show_progress: bool = False,
     ) -> list[list[SearchHit]]:
         """:meth:`search` for many queries (strings and/or ``(n_tokens, dim)`` embeddings) at once."""
@@ -494,11 +518,12 @@ class SAPIndex:
         items = check_sequence(queries, "queries")
         k = positive_int(k, "k")
         conditions = parse_filter(filter)
-        vectors = self._query_vectors(items, show_progress)
         depth = self._prefetch_depth(two_stage, prefetch, k)
+        first = self._coarse_depth(coarse, depth)
+        vectors = self._query_vectors(items, show_progress)
         limit = self.manifest.two_stage.get("exact_prefetch_max_pages", DEFAULT_EXACT_PREFETCH_MAX_PAGES)
         exact_prefetch = len(self) <= int(limit)
-        specs = [QuerySpec(v, query_summary(v), k, conditions, depth, exact_prefetch) for v in vectors]
+        specs = [QuerySpec(v, query_summary(v), k, conditions, depth, exact_prefetch, coarse=first) for v in vectors]
         out: list[list[SearchHit]] = []
         with self._mutex:
             self._check_open()
@@ -604,6 +629,7 @@ class SAPIndex:
         and computes; from here on the write is all or nothing.
         """
         staged = []
+        pooled = self.manifest.pooled_vectors
         for i, page in enumerate(pruned):
             anchors = to_storage(as_matrix(page.embeddings, self.dim, f"page {i + 1} of {doc_id!r}"), self.storage)
             staged.append(
@@ -613,6 +639,7 @@ class SAPIndex:
                     _page_payload(page),
                     source=sources[i] if sources is not None else None,
                     image=decoded[i] if decoded is not None else None,
+                    pooled=page_pooled(anchors, pooled, self.storage) if pooled else None,
                 )
             )
         with self._mutex:
@@ -643,6 +670,15 @@ class SAPIndex:
             return None
         depth = int(settings["prefetch"]) if prefetch is None else positive_int(prefetch, "prefetch")
         return max(depth, k)
+
+    def _coarse_depth(self, coarse: int | None, depth: int | None) -> int | None:
+        """First-stage candidates (None: no pooled stage, as without pooled vectors or stages)."""
+        if coarse is not None:
+            coarse = positive_int(coarse, "coarse")
+        if depth is None or self.manifest.pooled_vectors == 0:
+            return None
+        value = int(self.manifest.two_stage.get("coarse", DEFAULT_COARSE)) if coarse is None else coarse
+        return max(value, depth)
 
     def _hit(self, point: ScoredPoint) -> SearchHit:
         payload = point.payload

@@ -13,8 +13,13 @@ from .errors import IndexFormatError, IndexNotFoundError
 
 __all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "Manifest"]
 
-FORMAT_VERSION = 1
-"""Version of the on-disk layout. An index with a higher number needs a newer sap-rag."""
+FORMAT_VERSION = 2
+"""Version of the on-disk layout. An index with a higher number needs a newer sap-rag.
+
+- 1: anchors and a mean vector per page.
+- 2: also a few pooled anchors per page (``two_stage["pooled_vectors"]``, 0 for none) for the
+  prefetch stages. Version 1 indexes open and search as before (mean-vector prefetch).
+"""
 
 MANIFEST_NAME = "manifest.json"
 
@@ -31,8 +36,11 @@ class Manifest:
         storage: a :class:`~sap_rag.index.options.StorageType` value.
         backend: where the vectors live: ``{"kind": "edge", "path": "shard"}`` or
             ``{"kind": "qdrant", "collection": ..., "url"/"path"/"location": ...}``.
-        two_stage: ``{"mode": "auto"|"always"|"never", "threshold": pages, "prefetch": candidates,
-            "summary": how the per-page prefetch vector is made}``.
+        two_stage: ``{"mode": "auto"|"always"|"never", "threshold": pages, "prefetch": candidates
+            of the exact rerank, "coarse": candidates of the first stage, "pooled_vectors": pooled
+            anchors per page (0: none), "pooling": how they are made, "exact_prefetch_max_pages":
+            pages up to which the first stage scans every page, "summary": how the per-page mean
+            vector is made}``.
         store_images: whether page images are copied into the index.
         oversampling: int8 storage: how many times ``k`` pages are rescored with float16 anchors.
         format_version: :data:`FORMAT_VERSION` of the writer.
@@ -56,6 +64,11 @@ class Manifest:
     def window(self) -> list[int] | None:
         """The encoder's SAP layer window, if the index has an encoder."""
         return list(self.encoder["window"]) if self.encoder and "window" in self.encoder else None
+
+    @property
+    def pooled_vectors(self) -> int:
+        """Pooled anchors stored per page for the prefetch stages (0: none, as in format version 1)."""
+        return int(self.two_stage.get("pooled_vectors", 0))
 
     @property
     def keep_ratio(self) -> float | None:

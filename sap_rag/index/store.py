@@ -36,17 +36,24 @@ UPSERT_BATCH = 64
 
 
 class StagedPage:
-    """One page ready to store: ``anchors`` ``(k, dim)`` and ``summary`` ``(dim,)`` at storage
-    precision, payload fields of its own (``num_tokens``, ``positions``...), and optionally the
-    image ``source`` as given with its decoded ``image``."""
+    """One page ready to store: ``anchors`` ``(k, dim)``, ``summary`` ``(dim,)`` and ``pooled``
+    ``(p, dim)`` (or None) at storage precision, payload fields of its own (``num_tokens``,
+    ``positions``...), and optionally the image ``source`` as given with its decoded ``image``."""
 
-    __slots__ = ("anchors", "extra", "image", "source", "summary")
+    __slots__ = ("anchors", "extra", "image", "pooled", "source", "summary")
 
     def __init__(
-        self, anchors: np.ndarray, summary: np.ndarray, extra: dict[str, Any], source: Any = None, image: Any = None
+        self,
+        anchors: np.ndarray,
+        summary: np.ndarray,
+        extra: dict[str, Any],
+        source: Any = None,
+        image: Any = None,
+        pooled: np.ndarray | None = None,
     ) -> None:
         self.anchors = anchors
         self.summary = summary
+        self.pooled = pooled
         self.extra = extra
         self.source = source
         self.image = image
@@ -98,6 +105,7 @@ class PageStore:
                                     "metadata": metadata,
                                     **pages[i].extra,
                                 },
+                                pages[i].pooled,
                             )
                             for i in range(start, stop)
                         ]

@@ -15,10 +15,25 @@ import numpy as np
 from ..errors import DimensionMismatchError, InvalidInputError
 from .options import StorageType
 
-__all__ = ["SUMMARY_KIND", "as_matrix", "page_summary", "query_summary", "to_storage"]
+__all__ = [
+    "POOLING_KIND",
+    "SUMMARY_KIND",
+    "as_matrix",
+    "page_pooled",
+    "page_summary",
+    "pool_anchors",
+    "query_summary",
+    "to_storage",
+]
 
 SUMMARY_KIND = "normalized_mean"
 """How a page's prefetch vector is made: the mean of its anchors, scaled to unit length."""
+
+POOLING_KIND = "spherical_kmeans"
+"""How a page's pooled vectors are made (recorded in the manifest): see :func:`pool_anchors`."""
+
+POOLING_ITERATIONS = 10
+"""Lloyd iterations of the pooling k-means (it usually settles in fewer)."""
 
 
 def as_matrix(value: Any, dim: int, what: str) -> np.ndarray:
@@ -81,3 +96,53 @@ def query_summary(query: np.ndarray) -> np.ndarray:
     Its dot product with a page's summary is proportional to the mean query-anchor similarity.
     """
     return query.astype(np.float64).mean(axis=0).astype(np.float32)
+
+
+def pool_anchors(anchors: np.ndarray, count: int, iterations: int = POOLING_ITERATIONS) -> np.ndarray:
+    """``(min(count, k), dim)`` unit vectors summarising a page's ``(k, dim)`` anchors.
+
+    Spherical k-means: the anchors are scaled to unit length; the first centre is the anchor
+    closest to their mean, each next one the anchor least similar to the centres so far
+    (farthest-point start, deterministic); then each anchor joins the centre it has the highest
+    dot product with and each centre becomes its members' normalised mean. A page with at most
+    ``count`` anchors is returned as is (pooling would only lose information).
+
+    Why: MaxSim of a query over these few vectors ranks pages almost as MaxSim over all anchors
+    does, at a fraction of the cost, so it can narrow thousands of candidates to the few hundred
+    the exact stage reranks.
+
+    >>> a = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    >>> np.round(pool_anchors(a, 2).astype(float), 3).tolist()  # (1, 0) + (0.994, 0.110), normalised
+    [[0.998, 0.055], [0.055, 0.998]]
+    >>> pool_anchors(a, 8).shape
+    (4, 2)
+    """
+    x = np.asarray(anchors, dtype=np.float64)
+    if count < 1:
+        raise InvalidInputError(f"count must be at least 1, got {count}")
+    if x.shape[0] <= count:
+        return x.astype(np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    unit = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    chosen = [int(np.argmax(unit @ unit.mean(axis=0)))]
+    nearest = unit @ unit[chosen[0]]  # similarity of each anchor to its closest centre so far
+    for _ in range(count - 1):
+        chosen.append(int(np.argmin(nearest)))
+        nearest = np.maximum(nearest, unit @ unit[chosen[-1]])
+    centres = unit[chosen]
+    for _ in range(iterations):
+        labels = np.argmax(unit @ centres.T, axis=1)
+        sums = np.zeros_like(centres)
+        np.add.at(sums, labels, unit)
+        lengths = np.linalg.norm(sums, axis=1, keepdims=True)
+        # A centre that lost all its members (or whose members cancel out) stays where it was.
+        updated = np.where(lengths > 1e-12, sums / np.maximum(lengths, 1e-12), centres)
+        if np.array_equal(updated, centres):
+            break
+        centres = updated
+    return centres.astype(np.float32)
+
+
+def page_pooled(anchors: np.ndarray, count: int, storage: StorageType) -> np.ndarray:
+    """``(min(count, k), dim)`` pooled vectors of a page (:func:`pool_anchors`) at storage precision."""
+    return to_storage(pool_anchors(anchors, count), storage)

@@ -1,8 +1,10 @@
 """Qdrant Edge backend: the Qdrant engine in-process, one shard in ``<index>/shard``.
 
 Layout of the shard: ``anchors`` (multivector, MaxSim, Dot, HNSW ``m=0`` so every search is an
-exact scan), ``mean`` (one vector per page, Dot, default HNSW, for the two-stage prefetch), a
-keyword payload index on ``doc_id``. The WAL is off: writes are durable once :meth:`flush`
+exact scan), ``pooled`` (a few pooled anchors per page, the same kind of field, for the prefetch
+stages; absent in indexes made without pooled vectors), ``mean`` (one vector per page, Dot,
+default HNSW, for the first prefetch stage past the scan limit), a keyword payload index on
+``doc_id``. The WAL is off: writes are durable once :meth:`flush`
 returns, and the index's registry journal (not the WAL) decides what survives a crash.
 """
 
@@ -18,7 +20,7 @@ from .._fs import allocated_bytes
 from ..errors import BackendError
 from ..filters import FieldMatch
 from ..options import StorageType
-from .base import ANCHORS, SUMMARY, Backend, PagePoint, QuerySpec, ScoredPoint
+from .base import ANCHORS, POOLED, SUMMARY, Backend, PagePoint, QuerySpec, ScoredPoint, Stage, prefetch_plan
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ def _qe() -> Any:
     return qdrant_edge
 
 
-def _config(dim: int, storage: StorageType, indexing_threshold_kb: int | None = None) -> Any:
+def _config(dim: int, storage: StorageType, indexing_threshold_kb: int | None = None, pooled: bool = True) -> Any:
     qe = _qe()
     datatype = qe.VectorStorageDatatype.Float32 if storage is StorageType.FLOAT32 else qe.VectorStorageDatatype.Float16
     quantization = (
@@ -54,10 +56,20 @@ def _config(dim: int, storage: StorageType, indexing_threshold_kb: int | None = 
         hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
     )
     summary = qe.EdgeVectorParams(size=dim, distance=qe.Distance.Dot, datatype=datatype)
+    vectors = {ANCHORS: anchors, SUMMARY: summary}
+    if pooled:
+        # Few vectors per page: always scanned (no graph), never quantized.
+        vectors[POOLED] = qe.EdgeVectorParams(
+            size=dim,
+            distance=qe.Distance.Dot,
+            multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
+            datatype=datatype,
+            hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
+        )
     optimizers = (
         qe.EdgeOptimizersConfig(indexing_threshold=int(indexing_threshold_kb)) if indexing_threshold_kb else None
     )
-    return qe.EdgeConfig(vectors={ANCHORS: anchors, SUMMARY: summary}, wal_enabled=False, optimizers=optimizers)
+    return qe.EdgeConfig(vectors=vectors, wal_enabled=False, optimizers=optimizers)
 
 
 def _filter(conditions: tuple[FieldMatch, ...]) -> Any:
@@ -71,11 +83,21 @@ def _filter(conditions: tuple[FieldMatch, ...]) -> Any:
     return qe.Filter(must=must)
 
 
-def _prefetch_params(module: Any, spec: QuerySpec) -> Any:
-    """Exact scan of the summary vectors, or the HNSW graph with a beam twice the prefetch depth."""
-    if spec.prefetch_exact:
-        return module.SearchParams(exact=True)
-    return module.SearchParams(hnsw_ef=max(2 * int(spec.prefetch or 0), 64))
+def _prefetches(qe: Any, levels: list[list[Stage]], flt: Any) -> list[Any] | None:
+    """The plan's levels as nested ``Prefetch`` objects (the last level outermost)."""
+    nested = None
+    for level in levels:
+        nested = [
+            qe.Prefetch(
+                limit=stage.limit,
+                query=qe.Query.Nearest(stage.query, using=stage.using),
+                prefetches=nested,
+                filter=flt,
+                params=qe.SearchParams(exact=True) if stage.exact else qe.SearchParams(hnsw_ef=stage.hnsw_ef),
+            )
+            for stage in level
+        ]
+    return nested
 
 
 class EdgeBackend(Backend):
@@ -83,8 +105,10 @@ class EdgeBackend(Backend):
 
     kind = "edge"
 
-    def __init__(self, shard: Any, path: Path, *, dim: int, storage: StorageType, oversampling: float = 4.0) -> None:
-        super().__init__(dim=dim, storage=storage, oversampling=oversampling)
+    def __init__(
+        self, shard: Any, path: Path, *, dim: int, storage: StorageType, oversampling: float = 4.0, pooled: bool = True
+    ) -> None:
+        super().__init__(dim=dim, storage=storage, oversampling=oversampling, pooled=pooled)
         self._shard = shard
         self.path = Path(path)
 
@@ -97,21 +121,25 @@ class EdgeBackend(Backend):
         storage: StorageType,
         oversampling: float = 4.0,
         indexing_threshold_kb: int | None = None,
+        pooled: bool = True,
     ) -> EdgeBackend:
         """Create the shard. ``indexing_threshold_kb``: segment size from which ``optimize()`` builds the
-        mean-vector graph and the int8 copy (None: the engine's default)."""
+        mean-vector graph and the int8 copy (None: the engine's default). ``pooled``: give it the
+        pooled-vector field."""
         qe = _qe()
         path = Path(index_dir) / SHARD_DIR
         try:
-            shard = qe.EdgeShard.create(str(path), _config(dim, storage, indexing_threshold_kb))
+            shard = qe.EdgeShard.create(str(path), _config(dim, storage, indexing_threshold_kb, pooled))
             shard.update(qe.UpdateOperation.create_field_index("doc_id", qe.PayloadSchemaType.Keyword))
             shard.flush()
         except Exception as exc:
             raise BackendError(f"Qdrant Edge could not create a shard at {path}: {exc}") from exc
-        return cls(shard, path, dim=dim, storage=storage, oversampling=oversampling)
+        return cls(shard, path, dim=dim, storage=storage, oversampling=oversampling, pooled=pooled)
 
     @classmethod
-    def open(cls, index_dir: Path, *, dim: int, storage: StorageType, oversampling: float = 4.0) -> EdgeBackend:
+    def open(
+        cls, index_dir: Path, *, dim: int, storage: StorageType, oversampling: float = 4.0, pooled: bool = True
+    ) -> EdgeBackend:
         qe = _qe()
         path = Path(index_dir) / SHARD_DIR
         if not path.is_dir():
@@ -124,7 +152,7 @@ class EdgeBackend(Backend):
             shard = qe.EdgeShard.load(str(path))
         except Exception as exc:
             raise BackendError(f"Qdrant Edge could not load the shard at {path}: {exc}") from exc
-        return cls(shard, path, dim=dim, storage=storage, oversampling=oversampling)
+        return cls(shard, path, dim=dim, storage=storage, oversampling=oversampling, pooled=pooled)
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -132,11 +160,19 @@ class EdgeBackend(Backend):
         if not points:
             return
         qe = _qe()
-        batch = [qe.Point(p.id, {ANCHORS: p.anchors, SUMMARY: p.summary}, p.payload) for p in points]
+        batch = [qe.Point(p.id, self._vectors(p), p.payload) for p in points]
         try:
             self._shard.update(qe.UpdateOperation.upsert_points(batch))
         except Exception as exc:
             raise BackendError(f"Qdrant Edge failed to write {len(batch)} pages: {exc}") from exc
+
+    def _vectors(self, point: PagePoint) -> dict[str, Any]:
+        vectors = {ANCHORS: point.anchors, SUMMARY: point.summary}
+        if self.pooled:
+            if point.pooled is None:
+                raise BackendError("this shard stores pooled vectors, but a page came without them")
+            vectors[POOLED] = point.pooled
+        return vectors
 
     def delete(self, ids: Sequence[int]) -> None:
         if not ids:
@@ -169,20 +205,10 @@ class EdgeBackend(Backend):
             params = qe.SearchParams(
                 quantization=qe.QuantizationSearchParams(rescore=True, oversampling=self.oversampling)
             )
-        prefetches = None
-        if spec.prefetch:
-            prefetches = [
-                qe.Prefetch(
-                    limit=int(spec.prefetch),
-                    query=qe.Query.Nearest(spec.summary, using=SUMMARY),
-                    filter=flt,
-                    params=_prefetch_params(qe, spec),
-                )
-            ]
         return qe.QueryRequest(
             limit=int(spec.limit),
             query=qe.Query.Nearest(spec.vectors, using=ANCHORS),
-            prefetches=prefetches,
+            prefetches=_prefetches(qe, prefetch_plan(spec, self.pooled), flt),
             filter=flt,
             with_payload=True,
             params=params,

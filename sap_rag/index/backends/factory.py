@@ -33,6 +33,7 @@ def create_backend(
     collection: str | None = None,
     api_key: str | None = None,
     indexing_threshold_kb: int | None = None,
+    pooled: bool = True,
 ) -> Backend:
     """An embedded Qdrant Edge shard in ``root``, or a new collection on a Qdrant server/client."""
     if qdrant_url is not None and client is not None:
@@ -41,7 +42,12 @@ def create_backend(
         from .edge import EdgeBackend
 
         return EdgeBackend.create(
-            root, dim=dim, storage=storage, oversampling=oversampling, indexing_threshold_kb=indexing_threshold_kb
+            root,
+            dim=dim,
+            storage=storage,
+            oversampling=oversampling,
+            indexing_threshold_kb=indexing_threshold_kb,
+            pooled=pooled,
         )
     from .server import QdrantBackend, connect
 
@@ -55,6 +61,7 @@ def create_backend(
             storage=storage,
             oversampling=oversampling,
             owns_client=owns,
+            pooled=pooled,
         )
     except BaseException:
         if owns:
@@ -66,11 +73,14 @@ def open_backend(root: Path, manifest: Manifest, client: Any = None, api_key: st
     """Reopen the backend recorded in ``manifest`` (for a server: ``client``, or reconnect)."""
     spec = manifest.backend
     storage = StorageType(manifest.storage)
+    pooled = manifest.pooled_vectors > 0
     kind = spec.get("kind")
     if kind == "edge":
         from .edge import EdgeBackend
 
-        return EdgeBackend.open(root, dim=manifest.dim, storage=storage, oversampling=manifest.oversampling)
+        return EdgeBackend.open(
+            root, dim=manifest.dim, storage=storage, oversampling=manifest.oversampling, pooled=pooled
+        )
     if kind == "qdrant":
         from .server import QdrantBackend, connect
 
@@ -93,5 +103,6 @@ def open_backend(root: Path, manifest: Manifest, client: Any = None, api_key: st
             storage=storage,
             oversampling=manifest.oversampling,
             owns_client=owns,
+            pooled=pooled,
         )
     raise IndexFormatError(f"the manifest names an unknown backend {kind!r}; upgrade sap-rag")

@@ -20,7 +20,7 @@ from .._fs import allocated_bytes
 from ..errors import BackendError, IndexExistsError, IndexFormatError
 from ..filters import FieldMatch
 from ..options import StorageType
-from .base import ANCHORS, SUMMARY, Backend, PagePoint, QuerySpec, ScoredPoint
+from .base import ANCHORS, POOLED, SUMMARY, Backend, PagePoint, QuerySpec, ScoredPoint, Stage, prefetch_plan
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +70,22 @@ def _filter(conditions: tuple[FieldMatch, ...]) -> Any:
     return m.Filter(must=must)
 
 
-def _prefetch_params(module: Any, spec: QuerySpec) -> Any:
-    """Exact scan of the summary vectors, or the HNSW graph with a beam twice the prefetch depth."""
-    if spec.prefetch_exact:
-        return module.SearchParams(exact=True)
-    return module.SearchParams(hnsw_ef=max(2 * int(spec.prefetch or 0), 64))
+def _prefetch(m: Any, levels: list[list[Stage]], flt: Any) -> Any:
+    """The plan's levels as nested ``Prefetch`` objects (the last level outermost)."""
+    nested = None
+    for level in levels:
+        nested = [
+            m.Prefetch(
+                query=stage.query.tolist(),
+                using=stage.using,
+                limit=stage.limit,
+                filter=flt,
+                params=m.SearchParams(exact=True) if stage.exact else m.SearchParams(hnsw_ef=stage.hnsw_ef),
+                prefetch=nested,
+            )
+            for stage in level
+        ]
+    return nested
 
 
 class QdrantBackend(Backend):
@@ -91,8 +102,9 @@ class QdrantBackend(Backend):
         storage: StorageType,
         oversampling: float = 4.0,
         owns_client: bool = False,
+        pooled: bool = True,
     ) -> None:
-        super().__init__(dim=dim, storage=storage, oversampling=oversampling)
+        super().__init__(dim=dim, storage=storage, oversampling=oversampling, pooled=pooled)
         self.client = client
         self.collection = collection
         self._owns_client = owns_client
@@ -113,6 +125,7 @@ class QdrantBackend(Backend):
         storage: StorageType,
         oversampling: float = 4.0,
         owns_client: bool = False,
+        pooled: bool = True,
     ) -> QdrantBackend:
         m = _models()
         if client.collection_exists(collection):
@@ -137,7 +150,23 @@ class QdrantBackend(Backend):
             ),
             SUMMARY: m.VectorParams(size=dim, distance=m.Distance.DOT, datatype=datatype),
         }
-        backend = cls(client, collection, dim=dim, storage=storage, oversampling=oversampling, owns_client=owns_client)
+        if pooled:
+            vectors[POOLED] = m.VectorParams(
+                size=dim,
+                distance=m.Distance.DOT,
+                multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
+                datatype=datatype,
+                hnsw_config=m.HnswConfigDiff(m=0),
+            )
+        backend = cls(
+            client,
+            collection,
+            dim=dim,
+            storage=storage,
+            oversampling=oversampling,
+            owns_client=owns_client,
+            pooled=pooled,
+        )
         try:
             client.create_collection(collection, vectors_config=vectors)
             with warnings.catch_warnings():
@@ -157,6 +186,7 @@ class QdrantBackend(Backend):
         storage: StorageType,
         oversampling: float = 4.0,
         owns_client: bool = False,
+        pooled: bool = True,
     ) -> QdrantBackend:
         try:
             exists = client.collection_exists(collection)
@@ -168,12 +198,26 @@ class QdrantBackend(Backend):
                 "was the index created against another server, or the collection deleted?"
             )
         params = client.get_collection(collection).config.params.vectors
-        size = getattr(params.get(ANCHORS) if isinstance(params, dict) else None, "size", None)
+        fields = params if isinstance(params, dict) else {}
+        size = getattr(fields.get(ANCHORS), "size", None)
         if size != dim:
             raise IndexFormatError(
                 f"the Qdrant collection {collection!r} has anchors of size {size}, the manifest says {dim}"
             )
-        return cls(client, collection, dim=dim, storage=storage, oversampling=oversampling, owns_client=owns_client)
+        if pooled and POOLED not in fields:
+            raise IndexFormatError(
+                f"the Qdrant collection {collection!r} has no {POOLED!r} vectors, but the manifest says it does; "
+                "the collection was changed or belongs to another index"
+            )
+        return cls(
+            client,
+            collection,
+            dim=dim,
+            storage=storage,
+            oversampling=oversampling,
+            owns_client=owns_client,
+            pooled=pooled,
+        )
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -181,14 +225,19 @@ class QdrantBackend(Backend):
         if not points:
             return
         m = _models()
-        structs = [
-            m.PointStruct(id=p.id, vector={ANCHORS: p.anchors.tolist(), SUMMARY: p.summary.tolist()}, payload=p.payload)
-            for p in points
-        ]
+        structs = [m.PointStruct(id=p.id, vector=self._vectors(p), payload=p.payload) for p in points]
         try:
             self.client.upsert(self.collection, points=structs, wait=True)
         except Exception as exc:
             raise BackendError(f"Qdrant failed to write {len(structs)} pages: {exc}") from exc
+
+    def _vectors(self, point: PagePoint) -> dict[str, Any]:
+        vectors = {ANCHORS: point.anchors.tolist(), SUMMARY: point.summary.tolist()}
+        if self.pooled:
+            if point.pooled is None:
+                raise BackendError("this collection stores pooled vectors, but a page came without them")
+            vectors[POOLED] = point.pooled.tolist()
+        return vectors
 
     def delete(self, ids: Sequence[int]) -> None:
         if not ids:
@@ -212,19 +261,10 @@ class QdrantBackend(Backend):
             params = m.SearchParams(
                 quantization=m.QuantizationSearchParams(rescore=True, oversampling=self.oversampling)
             )
-        prefetch = None
-        if spec.prefetch:
-            prefetch = m.Prefetch(
-                query=spec.summary.tolist(),
-                using=SUMMARY,
-                limit=int(spec.prefetch),
-                filter=flt,
-                params=_prefetch_params(m, spec),
-            )
         return m.QueryRequest(
             query=spec.vectors.tolist(),
             using=ANCHORS,
-            prefetch=prefetch,
+            prefetch=_prefetch(m, prefetch_plan(spec, self.pooled), flt),
             filter=flt,
             limit=int(spec.limit),
             with_payload=True,
