@@ -259,3 +259,25 @@ def test_closed_index_refuses_work(tmp_path):
     with pytest.raises(IndexClosedError):
         index.stats()
     SAPIndex.open(tmp_path / "idx").close()  # the lock was released
+
+
+def test_documents_by_source_is_an_indexed_lookup(tmp_path):
+    """add_documents finds a changed file's old version by its source path without reading every document."""
+    from sap_rag.index.registry import _BY_SOURCE
+
+    rng = np.random.default_rng(0)
+    with SAPIndex.create(tmp_path / "idx", dim=8) as index:
+        for doc_id, metadata in [
+            ("a", {"source": "/x/a.pdf"}),
+            ("b", {"source": "/x/b.pdf"}),
+            ("c", {"source": "/x/a.pdf"}),
+            ("d", {"other": 1}),
+        ]:
+            index.add_pages([random_page(rng, 8, k=2)], doc_id, metadata=metadata)
+        assert index.documents(source="/x/a.pdf") == ["a", "c"]
+        assert index.documents(source="/nowhere") == []
+        assert index.documents() == ["a", "b", "c", "d"]
+        index.delete("a")
+        assert index.documents(source="/x/a.pdf") == ["c"]
+        plan = index._registry._db.execute("EXPLAIN QUERY PLAN " + _BY_SOURCE, ("/x/a.pdf",)).fetchall()
+        assert any("documents_source" in str(row[-1]) for row in plan), plan

@@ -56,16 +56,6 @@ class AddReport:
         return sum(info.num_vectors for info in self.added)
 
 
-def _sources(index: SAPIndex) -> dict[str, list[str]]:
-    """Source path -> ids of the committed documents that came from it."""
-    by_source: dict[str, list[str]] = {}
-    for doc_id in index.documents():
-        source = index.document(doc_id).metadata.get("source")
-        if isinstance(source, str):
-            by_source.setdefault(source, []).append(doc_id)
-    return by_source
-
-
 def add_documents(
     index: SAPIndex,
     paths: str | os.PathLike | Iterable[str | os.PathLike],
@@ -125,7 +115,6 @@ def add_documents(
         readable.append((path, document.doc_id, document.num_pages, extra))
         report.doc_ids.append(document.doc_id)
         del document  # pages are re-rendered in pass 2, one document at a time, to bound memory
-    by_source = _sources(index)
     total = sum(n for _, doc_id, n, _ in readable if doc_id not in index)
     with progress(total=total, desc="indexing", unit="page", enabled=show_progress) as bar:
         for path, doc_id, _, extra in readable:
@@ -139,8 +128,8 @@ def add_documents(
                 )
                 bar.update(document.num_pages)
             # The file's older versions go once its current version is committed.
-            for old_id in by_source.get(source, []):
-                if old_id != doc_id and old_id in index:
+            for old_id in index.documents(source=source):
+                if old_id != doc_id:
                     index.delete(old_id)
                     report.replaced.append(old_id)
     if report.added:

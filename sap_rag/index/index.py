@@ -542,11 +542,12 @@ class SAPIndex:
             raise DocumentNotFoundError(f"no document {doc_id!r} in the index at {self.path}")
         return self._info(record)
 
-    def documents(self) -> list[str]:
-        """Ids of every document, sorted."""
+    def documents(self, *, source: str | None = None) -> list[str]:
+        """Ids of every document, sorted; with ``source``, only those whose metadata ``source``
+        equals it (an indexed lookup: how ``add_documents`` finds a changed file's old version)."""
         self._check_open()
         with self._mutex:
-            return self._registry.doc_ids()
+            return self._registry.doc_ids(source)
 
     def stats(self) -> IndexStats:
         """Counts, sizes and settings; see :class:`IndexStats`."""

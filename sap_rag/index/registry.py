@@ -55,7 +55,11 @@ CREATE TABLE IF NOT EXISTS journal (
 CREATE TABLE IF NOT EXISTS image_refs (name TEXT NOT NULL, doc_id TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS image_refs_name ON image_refs(name);
 CREATE INDEX IF NOT EXISTS image_refs_doc ON image_refs(doc_id);
+CREATE INDEX IF NOT EXISTS documents_source ON documents(json_extract(metadata, '$.source'));
 """
+
+
+_BY_SOURCE = "SELECT doc_id FROM documents WHERE json_extract(metadata, '$.source') = ? ORDER BY doc_id"
 
 
 def point_ids(gen: int, num_pages: int) -> list[int]:
@@ -159,8 +163,13 @@ class Registry:
         ).fetchall()
         return [_record(row) for row in rows]
 
-    def doc_ids(self) -> list[str]:
-        return [row[0] for row in self._db.execute("SELECT doc_id FROM documents ORDER BY doc_id")]
+    def doc_ids(self, source: str | None = None) -> list[str]:
+        """Committed document ids, sorted; with ``source``, those whose metadata ``source`` is it
+        (an index lookup, so re-adding files stays fast in an index of many documents)."""
+        if source is None:
+            return [row[0] for row in self._db.execute("SELECT doc_id FROM documents ORDER BY doc_id")]
+        rows = self._db.execute(_BY_SOURCE, (source,))
+        return [row[0] for row in rows]
 
     def totals(self) -> tuple[int, int, int]:
         """``(documents, pages, vectors)`` committed."""
