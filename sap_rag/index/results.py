@@ -58,7 +58,7 @@ class IndexStats:
         window: the encoder's SAP layer window.
         storage: how anchors are stored (``float16``, ``float32``, ``int8``).
         backend: ``edge`` or ``qdrant``.
-        two_stage: whether a search with default settings runs in two stages now.
+        two_stage: whether a search with default settings runs in stages (prefetch, then exact MaxSim) now.
     """
 
     pages: int
