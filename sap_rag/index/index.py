@@ -146,13 +146,13 @@ class SAPIndex:
             storage: ``"float16"`` (default), ``"float32"`` or ``"int8"``; see :class:`StorageType`.
             two_stage: ``"auto"`` (staged search from ``two_stage_threshold`` pages on), True or
                 False. Staged search: the ``coarse`` best pages by their pooled vectors against
-                the mean query vector, of those the ``prefetch`` best by MaxSim over the pooled
-                vectors, of those the ``k`` best by exact MaxSim over the anchors (see
-                :func:`~sap_rag.index.backends.base.prefetch_plan`).
+                the mean query vector plus the ``coarse // 2`` best by mean vector, of those the
+                ``prefetch`` best by MaxSim over the pooled vectors, of those the ``k`` best by
+                exact MaxSim over the anchors (see :func:`~sap_rag.index.backends.base.prefetch_plan`).
             two_stage_threshold: page count from which ``"auto"`` turns staged search on.
-            prefetch: candidates the exact MaxSim stage reranks (default 200; 1,000 without
+            prefetch: candidates the exact MaxSim stage reranks (default 150; 1,000 without
                 pooled vectors, where they come straight from the mean vectors).
-            coarse: candidates of the first stage (default 2,000).
+            coarse: candidates of the first stage's pooled probe (default 1,500).
             pooled_vectors: pooled anchors stored per page for the prefetch stages (default 8,
                 about 8% more bytes per page); 0 stores none, and staged search then prefetches
                 with each page's mean vector alone (faster to add, lower recall).
