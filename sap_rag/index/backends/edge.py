@@ -45,27 +45,25 @@ def _config(dim: int, storage: StorageType, indexing_threshold_kb: int | None = 
         if storage is StorageType.INT8
         else None
     )
-    anchors = qe.EdgeVectorParams(
-        size=dim,
-        distance=qe.Distance.Dot,
-        multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
-        datatype=datatype,
-        quantization_config=quantization,
+
+    def maxsim_field(quantization_config: Any = None) -> Any:
         # m=0: no graph. MaxSim search is then an exact scan; a graph over multivectors took
         # minutes to build and lost recall when measured.
-        hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
-    )
-    summary = qe.EdgeVectorParams(size=dim, distance=qe.Distance.Dot, datatype=datatype)
-    vectors = {ANCHORS: anchors, SUMMARY: summary}
-    if pooled:
-        # Few vectors per page: always scanned (no graph), never quantized.
-        vectors[POOLED] = qe.EdgeVectorParams(
+        return qe.EdgeVectorParams(
             size=dim,
             distance=qe.Distance.Dot,
             multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
             datatype=datatype,
+            quantization_config=quantization_config,
             hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
         )
+
+    vectors = {
+        ANCHORS: maxsim_field(quantization),
+        SUMMARY: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Dot, datatype=datatype),
+    }
+    if pooled:
+        vectors[POOLED] = maxsim_field()  # a few vectors per page: never quantized
     optimizers = (
         qe.EdgeOptimizersConfig(indexing_threshold=int(indexing_threshold_kb)) if indexing_threshold_kb else None
     )

@@ -139,25 +139,23 @@ class QdrantBackend(Backend):
             if storage is StorageType.INT8
             else None
         )
-        vectors = {
-            ANCHORS: m.VectorParams(
+
+        def maxsim_field(quantization_config: Any = None) -> Any:  # exact scan: no graph (m=0)
+            return m.VectorParams(
                 size=dim,
                 distance=m.Distance.DOT,
                 multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
                 datatype=datatype,
                 hnsw_config=m.HnswConfigDiff(m=0),
-                quantization_config=quantization,
-            ),
+                quantization_config=quantization_config,
+            )
+
+        vectors = {
+            ANCHORS: maxsim_field(quantization),
             SUMMARY: m.VectorParams(size=dim, distance=m.Distance.DOT, datatype=datatype),
         }
         if pooled:
-            vectors[POOLED] = m.VectorParams(
-                size=dim,
-                distance=m.Distance.DOT,
-                multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
-                datatype=datatype,
-                hnsw_config=m.HnswConfigDiff(m=0),
-            )
+            vectors[POOLED] = maxsim_field()  # a few vectors per page: never quantized
         backend = cls(
             client,
             collection,
