@@ -11,14 +11,13 @@ import hashlib
 import io
 import logging
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from ._fs import fsync_dir
+from ._fs import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -69,20 +68,7 @@ class ImageStore:
         if target.is_file() and target.stat().st_size == len(data):
             return name, False
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-        fsync_dir(target.parent)
+        atomic_write_bytes(target, data)  # its temporary file starts with ".", which collect_garbage removes
         return name, True
 
     def remove(self, names: Iterable[str]) -> None:
