@@ -158,6 +158,12 @@ def _percentiles(seconds: list[float]) -> tuple[float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 90))
 
 
+def _row(part: int, system: str, times: list[float], **fields) -> dict:
+    """A result row: ``fields`` plus p50/p90 in ms and the number of timed queries in ``times``."""
+    p50, p90 = _percentiles(times)
+    return dict(part=part, system=system, **fields, p50=p50, p90=p90, queries=len(times))
+
+
 def _time_search(index: SAPIndex, queries: list[np.ndarray], **options) -> tuple[list[float], list[list]]:
     """Search ``queries[0]`` once untimed (warm-up), then time each of ``queries[1:]``."""
     index.search(queries[0], k=10, **options)
@@ -215,16 +221,14 @@ def part_one(args, corpus: SyntheticCorpus, workdir: Path, rows: list[dict]) -> 
     t_full, r_full = _time_search(full, queries)
     full.close()
     rows.append(
-        dict(
-            part=1,
-            system="Qdrant Edge (SAPIndex), full",
+        _row(
+            1,
+            "Qdrant Edge (SAPIndex), full",
+            t_full,
             pages=n,
             vectors=full_stats.vectors_per_page,
             bytes_per_page=full_stats.bytes_per_page,
-            p50=_percentiles(t_full)[0],
-            p90=_percentiles(t_full)[1],
             build_s=build_s,
-            queries=len(t_full),
         )
     )
 
@@ -234,16 +238,14 @@ def part_one(args, corpus: SyntheticCorpus, workdir: Path, rows: list[dict]) -> 
     t_pruned, r_pruned = _time_search(pruned, queries)
     pruned.close()
     rows.append(
-        dict(
-            part=1,
-            system="Qdrant Edge (SAPIndex), SAP-pruned",
+        _row(
+            1,
+            "Qdrant Edge (SAPIndex), SAP-pruned",
+            t_pruned,
             pages=n,
             vectors=pruned_stats.vectors_per_page,
             bytes_per_page=pruned_stats.bytes_per_page,
-            p50=_percentiles(t_pruned)[0],
-            p90=_percentiles(t_pruned)[1],
             build_s=build_s,
-            queries=len(t_pruned),
         )
     )
 
@@ -265,15 +267,13 @@ def part_one(args, corpus: SyntheticCorpus, workdir: Path, rows: list[dict]) -> 
                 times.append(time.perf_counter() - start)
                 agree.append(len({(f"doc-{i // 50}", i % 50 + 1) for i in top} & set(results[qi])) / 10)
             rows.append(
-                dict(
-                    part=1,
-                    system=f"colpali-engine score_multi_vector (float32, RAM), {label}",
+                _row(
+                    1,
+                    f"colpali-engine score_multi_vector (float32, RAM), {label}",
+                    times,
                     pages=n,
                     vectors=store.shape[1],
                     bytes_per_page=None,
-                    p50=_percentiles(times)[0],
-                    p90=_percentiles(times)[1],
-                    queries=len(times),
                     top10_agreement=float(np.mean(agree)),
                 )
             )
@@ -300,16 +300,14 @@ def part_one(args, corpus: SyntheticCorpus, workdir: Path, rows: list[dict]) -> 
             times, res = _time_search(index, qs[: args.slow_queries + 1])
             index.close()
             client.close()
-            row = dict(
-                part=1,
-                system=f"qdrant-client local mode (SAPIndex), {label}",
+            row = _row(
+                1,
+                f"qdrant-client local mode (SAPIndex), {label}",
+                times,
                 pages=pages_,
                 vectors=FULL_TOKENS * keep // 1,
                 bytes_per_page=None,
-                p50=_percentiles(times)[0],
-                p90=_percentiles(times)[1],
                 build_s=build_s,
-                queries=len(times),
             )
             if label == "SAP-pruned":
                 row["top10_agreement"] = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(res, r_pruned)]))
@@ -339,38 +337,14 @@ def part_two(args, corpus: SyntheticCorpus, workdir: Path, rows: list[dict]) -> 
     rng = np.random.default_rng(2)
     queries = [corpus.query(int(t), tokens=args.query_tokens) for t in rng.integers(0, n, args.big_queries + 1)]
     t_exact, r_exact = _time_search(index, queries, two_stage=False)
-    _log(f"  exact: p50 {_percentiles(t_exact)[0]:.1f} ms")
-    rows.append(
-        dict(
-            part=2,
-            system="exact (one stage)",
-            pages=n,
-            vectors=stats.vectors_per_page,
-            bytes_per_page=stats.bytes_per_page,
-            p50=_percentiles(t_exact)[0],
-            p90=_percentiles(t_exact)[1],
-            recall10=1.0,
-            build_s=build_s,
-            queries=len(t_exact),
-        )
-    )
+    size = dict(pages=n, vectors=stats.vectors_per_page, bytes_per_page=stats.bytes_per_page)
+    rows.append(_row(2, "exact (one stage)", t_exact, **size, recall10=1.0, build_s=build_s))
+    _log(f"  exact: p50 {rows[-1]['p50']:.1f} ms")
     for coarse, depth in args.stages:
         times, res = _time_search(index, queries, two_stage=True, prefetch=depth, coarse=coarse)
         recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(res, r_exact)]))
-        rows.append(
-            dict(
-                part=2,
-                system=f"staged, coarse {coarse}, prefetch {depth}"
-                + (" (default)" if (coarse, depth) == (DEFAULT_COARSE, DEFAULT_PREFETCH) else ""),
-                pages=n,
-                vectors=stats.vectors_per_page,
-                bytes_per_page=stats.bytes_per_page,
-                p50=_percentiles(times)[0],
-                p90=_percentiles(times)[1],
-                recall10=recall,
-                queries=len(times),
-            )
-        )
+        default = " (default)" if (coarse, depth) == (DEFAULT_COARSE, DEFAULT_PREFETCH) else ""
+        rows.append(_row(2, f"staged, coarse {coarse}, prefetch {depth}{default}", times, **size, recall10=recall))
         _log(f"  coarse {coarse}, prefetch {depth}: p50 {rows[-1]['p50']:.1f} ms, recall@10 {recall:.3f}")
     index.close()
     if not args.keep:
