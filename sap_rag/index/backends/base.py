@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import BackendError
 from ..filters import FieldMatch
 from ..options import StorageType
 
@@ -169,6 +170,15 @@ class Backend(ABC):
         self.storage = StorageType(storage)
         self.oversampling = float(oversampling)
         self.pooled = bool(pooled)  # whether the collection has the POOLED field
+
+    def named_vectors(self, point: PagePoint) -> dict[str, np.ndarray]:
+        """The vectors of ``point`` by field name, as this collection stores them."""
+        vectors = {ANCHORS: point.anchors, SUMMARY: point.summary}
+        if self.pooled:
+            if point.pooled is None:
+                raise BackendError("this index stores pooled vectors, but a page came without them")
+            vectors[POOLED] = point.pooled
+        return vectors
 
     @abstractmethod
     def upsert(self, points: Sequence[PagePoint]) -> None:

@@ -158,19 +158,11 @@ class EdgeBackend(Backend):
         if not points:
             return
         qe = _qe()
-        batch = [qe.Point(p.id, self._vectors(p), p.payload) for p in points]
+        batch = [qe.Point(p.id, self.named_vectors(p), p.payload) for p in points]
         try:
             self._shard.update(qe.UpdateOperation.upsert_points(batch))
         except Exception as exc:
             raise BackendError(f"Qdrant Edge failed to write {len(batch)} pages: {exc}") from exc
-
-    def _vectors(self, point: PagePoint) -> dict[str, Any]:
-        vectors = {ANCHORS: point.anchors, SUMMARY: point.summary}
-        if self.pooled:
-            if point.pooled is None:
-                raise BackendError("this shard stores pooled vectors, but a page came without them")
-            vectors[POOLED] = point.pooled
-        return vectors
 
     def delete(self, ids: Sequence[int]) -> None:
         if not ids:

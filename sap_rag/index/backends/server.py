@@ -223,19 +223,16 @@ class QdrantBackend(Backend):
         if not points:
             return
         m = _models()
-        structs = [m.PointStruct(id=p.id, vector=self._vectors(p), payload=p.payload) for p in points]
+        structs = [
+            m.PointStruct(
+                id=p.id, vector={name: v.tolist() for name, v in self.named_vectors(p).items()}, payload=p.payload
+            )
+            for p in points
+        ]
         try:
             self.client.upsert(self.collection, points=structs, wait=True)
         except Exception as exc:
             raise BackendError(f"Qdrant failed to write {len(structs)} pages: {exc}") from exc
-
-    def _vectors(self, point: PagePoint) -> dict[str, Any]:
-        vectors = {ANCHORS: point.anchors.tolist(), SUMMARY: point.summary.tolist()}
-        if self.pooled:
-            if point.pooled is None:
-                raise BackendError("this collection stores pooled vectors, but a page came without them")
-            vectors[POOLED] = point.pooled.tolist()
-        return vectors
 
     def delete(self, ids: Sequence[int]) -> None:
         if not ids:
