@@ -197,8 +197,9 @@ Condition = FieldMatch | FieldExcept | FieldRange | FieldEmpty | FieldText | All
 # --- keys and strings ---------------------------------------------------------------------------
 
 
-def _short(s: str, limit: int = 60) -> str:
-    text = repr(s)
+def _short(x: Any, limit: int = 60) -> str:
+    """``repr(x)``, cut to ``limit`` characters."""
+    text = repr(x)
     return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
@@ -273,7 +274,7 @@ def _eq_value(value: Any, where: str) -> Scalar:
     if isinstance(value, int):
         return _int64(value, where)
     raise InvalidInputError(
-        f"{where} must be a str, int or bool, got {type(value).__name__} {_short(repr(value))}"
+        f"{where} must be a str, int or bool, got {type(value).__name__} {_short(value)}"
         + (
             "; floats cannot be matched exactly: use {'$gte': x, '$lte': x}, or store them as strings or ints"
             if isinstance(value, float)
@@ -290,7 +291,7 @@ def _any_values(value: Any, where: str) -> tuple[Scalar, ...]:
         return tuple(check_text(v, f"{where}: the string") for v in items)
     if all(isinstance(v, int) and not isinstance(v, bool) for v in items):
         return tuple(_int64(v, where) for v in items)
-    raise InvalidInputError(f"{where} must list only strings or only integers (any-of), got {_short(repr(items))}")
+    raise InvalidInputError(f"{where} must list only strings or only integers (any-of), got {_short(items)}")
 
 
 def _old_form(value: Any, where: str) -> tuple[Scalar, ...]:
@@ -302,7 +303,7 @@ def _old_form(value: Any, where: str) -> tuple[Scalar, ...]:
         return (_eq_value(plain, where),)
     raise InvalidInputError(
         f"{where} must be a str, int, bool, a list of str/int (any-of) or a dict of operators such as "
-        f"{{'$gte': 2020}}, got {type(value).__name__} {_short(repr(value))}"
+        f"{{'$gte': 2020}}, got {type(value).__name__} {_short(value)}"
         + (
             "; floats cannot be matched exactly: use {'$gte': x, '$lte': x}, or store them as strings or ints"
             if isinstance(plain, float)
@@ -315,7 +316,7 @@ def _bound(value: Any, where: str) -> int | float:
     value = _plain(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidInputError(
-            f"{where} must be a number (ranges compare numbers only), got {type(value).__name__} {_short(repr(value))}"
+            f"{where} must be a number (ranges compare numbers only), got {type(value).__name__} {_short(value)}"
         )
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidInputError(f"{where} must be a finite number, got {value}; leave the bound out instead")
@@ -375,17 +376,17 @@ def _operators(path: str, ops: Mapping[Any, Any], where: str) -> tuple[Condition
             bounds[_RANGE_OPS[op]] = _bound(value, at)
         elif op == "$exists":
             if not isinstance(_plain(value), bool):
-                raise InvalidInputError(f"{at} must be True or False, got {_short(repr(value))}")
+                raise InvalidInputError(f"{at} must be True or False, got {_short(value)}")
             out.append(NotOf(FieldEmpty(path)) if value else FieldEmpty(path))
         elif op == "$text":
             if not isinstance(value, str) or not value.strip():
-                raise InvalidInputError(f"{at} must be a non-empty string of words, got {_short(repr(value))}")
+                raise InvalidInputError(f"{at} must be a non-empty string of words, got {_short(value)}")
             out.append(FieldText(path, check_text(value, f"{at}: the string")))
         else:
             raise InvalidInputError(
-                f"{where}: unknown operator {_short(repr(op))}; field operators are {', '.join(_FIELD_OPS)}"
+                f"{where}: unknown operator {_short(op)}; field operators are {', '.join(_FIELD_OPS)}"
                 if isinstance(op, str) and op.startswith("$")
-                else f"{where}: {_short(repr(op))} is not an operator; operators are {', '.join(_FIELD_OPS)}"
+                else f"{where}: {_short(op)} is not an operator; operators are {', '.join(_FIELD_OPS)}"
             )
     if bounds:
         out.append(FieldRange(path, **bounds))
@@ -445,7 +446,8 @@ def _json_copy(value: Any, where: str, depth: int) -> Any:
         if depth >= MAX_METADATA_DEPTH:
             raise InvalidInputError(
                 f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep (dicts and lists) at "
-                f"{_short(where, 120)}; flatten it, e.g. store the deep part as a JSON string"
+                f"{where if len(where) <= 120 else where[:117] + '...'}; flatten it, e.g. store the deep part "
+                "as a JSON string"
             )
         if isinstance(value, Mapping):
             return {check_key(k, where): _json_copy(v, f"{where}[{k!r}]", depth + 1) for k, v in value.items()}
