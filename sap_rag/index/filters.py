@@ -338,7 +338,8 @@ def _operators(path: str, ops: Mapping[Any, Any], where: str) -> tuple[Condition
             raise InvalidInputError(
                 f"{where}: unknown operator {short_repr(op)}; field operators are {', '.join(_FIELD_OPS)}"
                 if isinstance(op, str) and op.startswith("$")
-                else f"{where}: {short_repr(op)} is not an operator; operators are {', '.join(_FIELD_OPS)}"
+                else f"{where}: {short_repr(op)} is not an operator (filters cannot look inside a nested dict: keep "
+                f"the field at the top level of the metadata); operators are {', '.join(_FIELD_OPS)}"
             )
     if bounds:
         out.append(FieldRange(path, **bounds))
