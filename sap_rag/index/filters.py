@@ -30,10 +30,12 @@ Examples: ``{"doc_id": "report-2024"}``, ``{"year": [2023, 2024]}``, ``{"status"
 Several keys in one dict, or several operators on one key (``{"$gte": 1, "$lt": 5}``), must all
 hold; ``{}`` or ``None`` is no filter.
 
-Semantics (those of Qdrant, on both backends, and of llama-index's Qdrant store):
+Semantics (Qdrant's, the same on both backends):
 
 - A **list** in the metadata matches ``$eq``/``$in``/ranges/``$text`` when one of its elements
-  does, and ``$ne``/``$nin`` when none does.
+  does, and ``$ne``/``$nin`` when none does (so ``$ne`` stays the negation of ``$eq`` on pages that
+  have the key; llama-index's Qdrant store uses ``MatchExcept``, which on a list holds as soon as
+  one element differs).
 - A **missing key** (or ``null``, or ``[]``) matches only ``$exists: False`` and ``$not``:
   ``{"k": {"$ne": v}}`` leaves out pages without ``k`` (as llama-index's ``NE`` on Qdrant does);
   ``{"$not": {"k": v}}`` keeps them.
