@@ -6,78 +6,43 @@ The index directory holds::
     registry.sqlite    committed documents and the journal of unfinished writes (the source of truth)
     shard/             the Qdrant Edge shard (embedded backend only)
     images/            page images, content-addressed
-    .lock              the exclusive lock of the process that has the index open
+    .lock              the lock: one writer's, or the shared one of read-only opens
 
-``SAPIndex`` orchestrates: it encodes and prunes pages, turns queries into vectors and hits, and
-checks arguments. :class:`~sap_rag.index.store.PageStore` does the all-or-nothing writes, and a
-:class:`~sap_rag.index.backends.base.Backend` stores the vectors.
+``SAPIndex`` fronts the store: construction and lifecycle here (parts made in
+:mod:`~sap_rag.index.lifecycle`), searching in :mod:`~sap_rag.index.reads`, changes in
+:mod:`~sap_rag.index.writes`. What happens to pages and queries before they reach the store
+(ingest, encode, prune) is :mod:`sap_rag.pipeline`'s; :class:`~sap_rag.index.store.PageStore`
+does the all-or-nothing writes, and a :class:`~sap_rag.index.backends.base.Backend` stores the
+vectors.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
-import threading
-import time
-from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from ..errors import InvalidInputError
-from .backends.base import Backend, QuerySpec, ScoredPoint
-from .backends.factory import create_backend, open_backend
-from .checks import (
-    check_doc_id,
-    check_encoder,
-    check_pruner,
-    check_sequence,
-    positive_int,
-    resolve_dim,
-    resolve_pruner,
-)
-from .errors import DocumentNotFoundError, IndexClosedError, IndexExistsError, IndexFormatError
-from .filters import parse_filter, validate_metadata
-from .images import ImageStore
-from .lock import LOCK_NAME, IndexLock
-from .manifest import MANIFEST_NAME, Manifest
-from .options import (
-    DEFAULT_COARSE,
-    DEFAULT_EXACT_PREFETCH_MAX_PAGES,
-    DEFAULT_MEAN_PREFETCH,
-    DEFAULT_POOLED_VECTORS,
-    DEFAULT_PREFETCH,
-    DEFAULT_TWO_STAGE_THRESHOLD,
-    StorageType,
-    TwoStageMode,
-    parse_two_stage,
-)
-from .registry import REGISTRY_NAME, DocumentRecord, Registry
-from .results import DocumentInfo, IndexCheck, IndexStats, SearchHit
-from .store import PageStore, StagedPage
-from .vectors import POOLING_KIND, SUMMARY_KIND, as_matrix, page_pooled, page_summary, query_summary, to_storage
+from ..pipeline import pruned_page
+from .lifecycle import IMAGES_DIR, create_parts, open_parts
+from .options import DEFAULT_COARSE, DEFAULT_POOLED_VECTORS, DEFAULT_TWO_STAGE_THRESHOLD, StorageType
+from .reads import IndexReads
+from .writes import IndexWrites
 
 if TYPE_CHECKING:
     from ..encoders.encoder import PageEncoder
     from ..pruning.base import Pruner
-    from ..types import PageEncoding, PrunedPage
-    from .documents import AddReport
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SAPIndex", "pruned_page"]
-
-IMAGES_DIR = "images"
-_QUERY_BATCH = 64
+__all__ = ["IMAGES_DIR", "SAPIndex", "pruned_page"]
 
 
-class SAPIndex:
+class SAPIndex(IndexReads, IndexWrites):
     """A page index: SAP-pruned multi-vector pages in Qdrant, searched with exact MaxSim.
 
     Create with :meth:`create`, reopen with :meth:`open`; use as a context manager or call
-    :meth:`close`. One ``SAPIndex`` at a time may have an index open (an exclusive file lock).
+    :meth:`close` (or let it be collected). One writer, or any number of read-only opens, may have
+    an index open at a time (a file lock).
 
     >>> import tempfile, torch
     >>> with tempfile.TemporaryDirectory() as d, SAPIndex.create(d + "/idx", dim=4) as index:
@@ -87,28 +52,6 @@ class SAPIndex:
     ...     (hits[0].doc_id, hits[0].page_number, round(hits[0].score, 3))
     ('doc', 1, 1.0)
     """
-
-    def __init__(
-        self,
-        path: Path,
-        manifest: Manifest,
-        store: PageStore,
-        lock: IndexLock,
-        *,
-        encoder: PageEncoder | None,
-        pruner: Pruner | None,
-    ) -> None:
-        self.path = path
-        self.manifest = manifest
-        self.storage = StorageType(manifest.storage)
-        self._store = store
-        self._lock = lock
-        self._encoder = encoder
-        self._pruner = pruner
-        self._mutex = threading.RLock()
-        self._closed = False
-
-    # --- construction -----------------------------------------------------------------------
 
     @classmethod
     def create(
@@ -171,82 +114,26 @@ class SAPIndex:
             IndexExistsError: ``path`` holds an index or other files.
             InvalidInputError: inconsistent options.
         """
-        from .. import __version__
-
-        root = Path(path)
-        if root.exists() and (not root.is_dir() or any(root.iterdir())):
-            if (root / MANIFEST_NAME).is_file():
-                raise IndexExistsError(f"{root} already holds an index; open it with SAPIndex.open({str(root)!r})")
-            raise IndexExistsError(f"{root} exists and is not an empty directory; pick a new path for the index")
-        storage_type = StorageType.parse(storage)
-        mode = parse_two_stage(two_stage)
-        dim = resolve_dim(encoder, dim)
-        pruner = resolve_pruner(pruner, keep_ratio)
-        threshold = positive_int(two_stage_threshold, "two_stage_threshold")
-        if isinstance(pooled_vectors, bool) or not isinstance(pooled_vectors, int) or pooled_vectors < 0:
-            raise InvalidInputError(f"pooled_vectors must be an integer >= 0 (0: none), got {pooled_vectors!r}")
-        default_depth = DEFAULT_PREFETCH if pooled_vectors else DEFAULT_MEAN_PREFETCH
-        depth = default_depth if prefetch is None else positive_int(prefetch, "prefetch")
-        coarse_depth = positive_int(coarse, "coarse")
-        if not isinstance(oversampling, (int, float)) or isinstance(oversampling, bool) or oversampling < 1:
-            raise InvalidInputError(f"oversampling must be a number >= 1, got {oversampling!r}")
-        if qdrant_url is not None and client is not None:
-            raise InvalidInputError("give qdrant_url or client, not both")
-
-        created_dir = not root.exists()
-        root.mkdir(parents=True, exist_ok=True)
-        lock = IndexLock.acquire(root)
-        backend: Backend | None = None
-        registry: Registry | None = None
-        try:
-            backend = create_backend(
-                root,
-                dim=dim,
-                storage=storage_type,
-                oversampling=float(oversampling),
-                qdrant_url=qdrant_url,
-                client=client,
-                collection=collection,
-                api_key=qdrant_api_key,
-                indexing_threshold_kb=indexing_threshold_kb,
-                pooled=pooled_vectors > 0,
-            )
-            registry = Registry(root / REGISTRY_NAME)
-            (root / IMAGES_DIR).mkdir(exist_ok=True)
-            manifest = Manifest(
-                dim=dim,
-                encoder=encoder.describe() if encoder is not None else None,
-                pruner=pruner.config(),
-                storage=storage_type.value,
-                backend=backend.describe(),
-                two_stage={
-                    "mode": mode.value,
-                    "threshold": threshold,
-                    "prefetch": depth,
-                    "coarse": coarse_depth,
-                    "pooled_vectors": pooled_vectors,
-                    "pooling": POOLING_KIND,
-                    "exact_prefetch_max_pages": DEFAULT_EXACT_PREFETCH_MAX_PAGES,
-                    "summary": SUMMARY_KIND,
-                },
-                store_images=bool(store_images),
-                oversampling=float(oversampling),
-                sap_rag_version=__version__,
-            )
-            manifest.write(root)  # last: an index exists once its manifest does
-        except BaseException:
-            if registry is not None:
-                registry.close()
-            if backend is not None:
-                try:
-                    backend.close()
-                except Exception:  # pragma: no cover - best effort while already failing
-                    logger.exception("closing the backend after a failed create")
-            lock.release()
-            _remove_partial(root, created_dir)
-            raise
-        logger.info("created index %s (%s backend, %s storage, dim %d)", root, backend.kind, storage_type.value, dim)
-        store = PageStore(backend, registry, ImageStore(root / IMAGES_DIR), store_images=manifest.store_images)
+        root, manifest, store, lock, pruner = create_parts(
+            path,
+            encoder,
+            keep_ratio=keep_ratio,
+            pruner=pruner,
+            dim=dim,
+            storage=storage,
+            two_stage=two_stage,
+            two_stage_threshold=two_stage_threshold,
+            prefetch=prefetch,
+            coarse=coarse,
+            pooled_vectors=pooled_vectors,
+            oversampling=oversampling,
+            store_images=store_images,
+            qdrant_url=qdrant_url,
+            client=client,
+            collection=collection,
+            qdrant_api_key=qdrant_api_key,
+            indexing_threshold_kb=indexing_threshold_kb,
+        )
         return cls(root, manifest, store, lock, encoder=encoder, pruner=pruner)
 
     @classmethod
@@ -258,8 +145,16 @@ class SAPIndex:
         pruner: Pruner | None = None,
         client: Any = None,
         qdrant_api_key: str | None = None,
+        read_only: bool = False,
     ) -> SAPIndex:
         """Open an existing index (and finish or undo any write a crash interrupted).
+
+        One writer, or any number of read-only opens (from any processes), may have an index open
+        at a time: ``read_only=True`` opens share the index with each other, for searching
+        (``search``, ``get_pages``, ``document``, ``stats``...); a writer waits for none of them
+        but is refused while they are open, and they are refused while it is. The lock is
+        released by :meth:`close`, by leaving a ``with`` block, when the object is garbage
+        collected, or when the process ends.
 
         Args:
             path: the index directory.
@@ -271,87 +166,20 @@ class SAPIndex:
             client: a ``QdrantClient`` for an index whose vectors live on a server (default:
                 reconnect to the recorded url or local-mode path).
             qdrant_api_key: API key for the recorded server url.
+            read_only: open for searching only, sharing the index with other read-only opens.
 
         Raises:
             IndexNotFoundError: no index at ``path``.
             IndexFormatError: a newer format version, or a damaged index.
-            IndexLockedError: the index is open elsewhere.
+            IndexLockedError: the index is open elsewhere (for writing; or, for a writer, read-only):
+                the message says by whom and what to do.
+            IndexReadOnlyError: ``read_only`` and a write was interrupted; open it for writing once.
             EncoderMismatchError: ``encoder`` differs from the index's.
         """
-        root = Path(path)
-        manifest = Manifest.read(root)
-        check_encoder(manifest, encoder)
-        pruner = check_pruner(manifest, pruner)
-        lock = IndexLock.acquire(root)
-        backend: Backend | None = None
-        try:
-            backend = open_backend(root, manifest, client, qdrant_api_key)
-            if not (root / REGISTRY_NAME).is_file():
-                raise IndexFormatError(f"{root} has no {REGISTRY_NAME}; the index is incomplete or damaged")
-            registry = Registry(root / REGISTRY_NAME)
-        except BaseException:
-            if backend is not None:
-                backend.close()
-            lock.release()
-            raise
-        store = PageStore(backend, registry, ImageStore(root / IMAGES_DIR), store_images=manifest.store_images)
-        index = cls(root, manifest, store, lock, encoder=encoder, pruner=pruner)
-        try:
-            store.recover()
-        except BaseException:
-            index.close()
-            raise
-        return index
-
-    # --- properties -------------------------------------------------------------------------
-
-    @property
-    def dim(self) -> int:
-        return int(self.manifest.dim)
-
-    @property
-    def encoder(self) -> PageEncoder:
-        """The index's encoder, loaded on first use when the index was opened without one."""
-        if self._encoder is None:
-            spec = self.manifest.encoder
-            if spec is None:
-                raise InvalidInputError(
-                    "this index was built without an encoder, so it cannot encode pages or query strings; "
-                    "pass precomputed query embeddings, or add pages with add_pages"
-                )
-            from ..encoders.loading import load_encoder
-
-            logger.info("loading the index's encoder %s", spec["spec"])
-            encoder = load_encoder(spec["spec"], window=spec.get("window"))
-            check_encoder(self.manifest, encoder)
-            self._encoder = encoder
-        return self._encoder
-
-    @property
-    def pruner(self) -> Pruner:
-        """The pruner applied to new ``PageEncoding``s."""
-        if self._pruner is None:
-            raise InvalidInputError(
-                f"this index was built with the pruner {self.manifest.pruner}; reopen it with "
-                "SAPIndex.open(path, pruner=<the same pruner>) to prune new pages, or add pruned pages"
-            )
-        return self._pruner
-
-    @property
-    def backend(self) -> Backend:
-        return self._store.backend
-
-    @property
-    def _registry(self) -> Registry:
-        return self._store.registry
-
-    def __len__(self) -> int:
-        """Number of pages."""
-        return self._store.pages
-
-    def __contains__(self, doc_id: object) -> bool:
-        with self._mutex:
-            return isinstance(doc_id, str) and self._registry.get(doc_id) is not None
+        root, manifest, store, lock, pruner = open_parts(
+            path, encoder, pruner=pruner, client=client, qdrant_api_key=qdrant_api_key, read_only=bool(read_only)
+        )
+        return cls(root, manifest, store, lock, encoder=encoder, pruner=pruner)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self)} pages"
@@ -363,391 +191,10 @@ class SAPIndex:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- writes -----------------------------------------------------------------------------
-
-    def add_images(
-        self,
-        images: Sequence[Any],
-        doc_id: str,
-        metadata: Mapping[str, Any] | None = None,
-        *,
-        batch_size: int | None = None,
-        show_progress: bool = False,
-    ) -> DocumentInfo:
-        """Encode, prune and store the pages of one document, all or nothing.
-
-        Every image is loaded and encoded before anything is written, so an unreadable page
-        leaves the index untouched. Re-adding a ``doc_id`` replaces its pages.
-
-        Args:
-            images: the document's pages in order: PIL images, image paths, or image bytes.
-            doc_id: the document's id (any non-empty string).
-            metadata: JSON data kept with every page and usable in search filters.
-            batch_size: pages per encoder forward pass.
-            show_progress: show progress bars.
-
-        Raises:
-            UnreadableInputError: a page is not a readable image (nothing is written).
-        """
-        self._check_open()
-        doc_id = check_doc_id(doc_id)
-        metadata = validate_metadata(metadata)
-        sources = check_sequence(images, "images")
-        decoded = _load_images(sources, doc_id)
-        window = getattr(self.pruner, "window", None)
-        encodings = self.encoder.encode_pages(
-            decoded,
-            batch_size=batch_size,
-            indegree_layers=list(window) if window else "window",
-            show_progress=show_progress,
-        )
-        pruned = [self.pruner.prune(page) for page in encodings]
-        return self._write(doc_id, pruned, sources, decoded, metadata, show_progress)
-
-    def add_documents(self, paths: Any, **options: Any) -> AddReport:
-        """Index PDFs and images from files and folders; see :func:`sap_rag.index.documents.add_documents`.
-
-        Each file is one document with a content-hash id: re-adding a file is a no-op, a changed
-        file replaces its old pages, and every file is read before anything is written.
-        """
-        from .documents import add_documents
-
-        self._check_open()
-        return add_documents(self, paths, **options)
-
-    def add_pages(
-        self,
-        pages: Sequence[PageEncoding | PrunedPage],
-        doc_id: str,
-        metadata: Mapping[str, Any] | None = None,
-        *,
-        images: Sequence[Any] | None = None,
-        show_progress: bool = False,
-    ) -> DocumentInfo:
-        """Store precomputed pages of one document, all or nothing (no model needed).
-
-        Args:
-            pages: per page, a :class:`~sap_rag.PageEncoding` (pruned here with the index's
-                pruner) or a :class:`~sap_rag.PrunedPage` (stored as is; it must come from the
-                index's pruner). Anchors are ``(k, dim)``.
-            doc_id: the document's id; re-adding it replaces its pages.
-            metadata: JSON data kept with every page and usable in search filters.
-            images: optional page images (one per page) to keep in the index.
-            show_progress: show a progress bar.
-        """
-        self._check_open()
-        doc_id = check_doc_id(doc_id)
-        metadata = validate_metadata(metadata)
-        pruned = [self._as_pruned(page, i) for i, page in enumerate(check_sequence(pages, "pages"))]
-        sources = decoded = None
-        if images is not None:
-            sources = check_sequence(images, "images")
-            if len(sources) != len(pruned):
-                raise InvalidInputError(f"got {len(pruned)} pages but {len(sources)} images; give one image per page")
-            decoded = _load_images(sources, doc_id)
-        return self._write(doc_id, pruned, sources, decoded, metadata, show_progress)
-
-    def delete(self, doc_id: str, *, missing_ok: bool = False) -> int:
-        """Remove every page of a document; return how many pages went.
-
-        Raises:
-            DocumentNotFoundError: no such document (unless ``missing_ok``).
-        """
-        self._check_open()
-        doc_id = check_doc_id(doc_id)
-        with self._mutex:
-            self._check_open()
-            old = self._store.remove(doc_id)
-        if old is None:
-            if missing_ok:
-                return 0
-            raise DocumentNotFoundError(f"no document {doc_id!r} in the index at {self.path}")
-        logger.info("deleted %r (%d pages)", doc_id, old.num_pages)
-        return old.num_pages
-
-    def optimize(self) -> None:
-        """Let the engine merge segments and build the mean-vector graph; call after bulk adds."""
-        self._check_open()
-        with self._mutex:
-            started = time.perf_counter()
-            self.backend.optimize()
-            self.backend.flush()
-            logger.info("optimized %s in %.1f s", self.path, time.perf_counter() - started)
-
-    # --- reads ------------------------------------------------------------------------------
-
-    def search(
-        self,
-        query: str | Any,
-        k: int = 10,
-        *,
-        filter: Mapping[str, Any] | None = None,
-        two_stage: bool | str | None = None,
-        prefetch: int | None = None,
-        coarse: int | None = None,
-    ) -> list[SearchHit]:
-        """The ``k`` pages with the highest MaxSim against ``query``, best first.
-
-        Args:
-            query: a query string (encoded with the index's encoder), or precomputed query
-                embeddings ``(n_tokens, dim)`` (torch tensor or numpy array).
-            k: how many pages to return.
-            filter: ``{"doc_id": "a"}``, ``{"doc_id": ["a", "b"]}`` (any of), ``{"page_number": 3}``,
-                or any metadata key (``{"source": "report.pdf"}``); all keys must match.
-            two_stage: override the index's setting: True, False or ``"auto"``.
-            prefetch: override how many candidates the exact MaxSim stage reranks.
-            coarse: override how many candidates the first stage keeps (at least ``prefetch``).
-        """
-        if isinstance(query, (list, tuple)) and query and isinstance(query[0], str):
-            raise InvalidInputError("search takes one query; use search_batch for a list of queries")
-        return self.search_batch([query], k, filter=filter, two_stage=two_stage, prefetch=prefetch, coarse=coarse)[0]
-
-    def search_batch(
-        self,
-        queries: Sequence[str | Any],
-        k: int = 10,
-        *,
-        filter: Mapping[str, Any] | None = None,
-        two_stage: bool | str | None = None,
-        prefetch: int | None = None,
-        coarse: int | None = None,
-        show_progress: bool = False,
-    ) -> list[list[SearchHit]]:
-        """:meth:`search` for many queries (strings and/or ``(n_tokens, dim)`` embeddings) at once."""
-        self._check_open()
-        items = check_sequence(queries, "queries")
-        k = positive_int(k, "k")
-        conditions = parse_filter(filter)
-        depth = self._prefetch_depth(two_stage, prefetch, k)
-        first = self._coarse_depth(coarse, depth)
-        vectors = self._query_vectors(items, show_progress)
-        limit = self.manifest.two_stage.get("exact_prefetch_max_pages", DEFAULT_EXACT_PREFETCH_MAX_PAGES)
-        exact_prefetch = len(self) <= int(limit)
-        specs = [QuerySpec(v, query_summary(v), k, conditions, depth, exact_prefetch, coarse=first) for v in vectors]
-        out: list[list[SearchHit]] = []
-        with self._mutex:
-            self._check_open()
-            self._store.ensure_recovered()
-            for start in range(0, len(specs), _QUERY_BATCH):
-                for hits in self.backend.query(specs[start : start + _QUERY_BATCH]):
-                    out.append([self._hit(p) for p in hits])
-        return out
-
-    def document(self, doc_id: str) -> DocumentInfo:
-        """What the index holds of one document."""
-        self._check_open()
-        with self._mutex:
-            record = self._registry.get(doc_id)
-        if record is None:
-            raise DocumentNotFoundError(f"no document {doc_id!r} in the index at {self.path}")
-        return self._info(record)
-
-    def documents(self, *, source: str | None = None) -> list[str]:
-        """Ids of every document, sorted; with ``source``, only those whose metadata ``source``
-        equals it (an indexed lookup: how ``add_documents`` finds a changed file's old version)."""
-        self._check_open()
-        with self._mutex:
-            return self._registry.doc_ids(source)
-
-    def stats(self) -> IndexStats:
-        """Counts, sizes and settings; see :class:`IndexStats`."""
-        self._check_open()
-        with self._mutex:
-            documents, pages, vectors = self._registry.totals()
-            disk = self.backend.bytes_on_disk()
-            return IndexStats(
-                pages=pages,
-                documents=documents,
-                vectors=vectors,
-                vectors_per_page=vectors / pages if pages else 0.0,
-                bytes_on_disk=disk,
-                bytes_per_page=(disk / pages if pages else None) if disk is not None else None,
-                image_bytes=self._store.images.bytes_on_disk(),
-                keep_ratio=self.manifest.keep_ratio,
-                window=self.manifest.window,
-                storage=self.storage.value,
-                backend=self.backend.kind,
-                two_stage=self._prefetch_depth(None, None, 1) is not None,
-            )
-
-    def check(self, *, repair: bool = False) -> IndexCheck:
-        """Compare every point in the engine with the registry (a full scan).
-
-        Reports points of uncommitted or replaced generations (``stray_points``) and committed
-        documents with missing pages. With ``repair=True`` stray points are deleted.
-        """
-        self._check_open()
-        with self._mutex:
-            return self._store.check(repair=repair)
-
     def close(self) -> None:
-        """Flush and release the index (idempotent)."""
+        """Flush and release the index (idempotent); also done when the object is collected."""
         if self._closed:
             return
         with self._mutex:
             self._closed = True
-            try:
-                self._store.close()
-            finally:
-                self._lock.release()
-
-    # --- internals --------------------------------------------------------------------------
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise IndexClosedError(f"the index at {self.path} is closed; open it again with SAPIndex.open")
-
-    def _as_pruned(self, page: Any, i: int) -> PrunedPage:
-        from ..types import PageEncoding, PrunedPage
-
-        if isinstance(page, PrunedPage):
-            expected = self.manifest.pruner.get("name")
-            if page.method != expected:
-                raise InvalidInputError(
-                    f"page {i + 1} was pruned with {page.method!r}, but this index stores {expected!r} pages; "
-                    "pass PageEncodings to have the index prune them, or create an index for that pruner"
-                )
-            return page
-        if isinstance(page, PageEncoding):
-            return self.pruner.prune(page)
-        raise InvalidInputError(
-            f"page {i + 1} is a {type(page).__name__}; add_pages takes PageEncoding or PrunedPage objects "
-            "(use add_images for images)"
-        )
-
-    def _write(
-        self,
-        doc_id: str,
-        pruned: list[PrunedPage],
-        sources: Sequence[Any] | None,
-        decoded: list[Any] | None,
-        metadata: dict[str, Any],
-        show_progress: bool,
-    ) -> DocumentInfo:
-        """Round the pages to the storage precision and store them as one document.
-
-        The seam for bulk ingestion (``add_documents``): everything before this point validates
-        and computes; from here on the write is all or nothing.
-        """
-        staged = []
-        pooled = self.manifest.pooled_vectors
-        for i, page in enumerate(pruned):
-            anchors = to_storage(as_matrix(page.embeddings, self.dim, f"page {i + 1} of {doc_id!r}"), self.storage)
-            staged.append(
-                StagedPage(
-                    anchors,
-                    page_summary(anchors, self.storage),
-                    _page_payload(page),
-                    source=sources[i] if sources is not None else None,
-                    image=decoded[i] if decoded is not None else None,
-                    pooled=page_pooled(anchors, pooled, self.storage) if pooled else None,
-                )
-            )
-        with self._mutex:
-            self._check_open()
-            record = self._store.write(doc_id, staged, metadata, show_progress=show_progress)
-        logger.info("added %r: %d pages, %d vectors", doc_id, record.num_pages, record.num_vectors)
-        return self._info(record)
-
-    def _query_vectors(self, items: list[Any], show_progress: bool) -> list[np.ndarray]:
-        texts = [(i, q) for i, q in enumerate(items) if isinstance(q, str)]
-        for i, text in texts:
-            if not text.strip():
-                raise InvalidInputError(f"query #{i} is empty; a query needs some text to search with")
-        vectors: list[np.ndarray | None] = [None] * len(items)
-        if texts:
-            encoded = self.encoder.encode_queries([t for _, t in texts], show_progress=show_progress)
-            for (i, _), tensor in zip(texts, encoded):
-                vectors[i] = as_matrix(tensor, self.dim, f"query #{i}")
-        for i, item in enumerate(items):
-            if vectors[i] is None:
-                vectors[i] = as_matrix(item, self.dim, f"query #{i}")
-        return [to_storage(v, self.storage) for v in vectors]  # type: ignore[arg-type]
-
-    def _prefetch_depth(self, two_stage: bool | str | None, prefetch: int | None, k: int) -> int | None:
-        settings = self.manifest.two_stage
-        mode = parse_two_stage(settings["mode"] if two_stage is None else two_stage)
-        if mode is TwoStageMode.NEVER or (mode is TwoStageMode.AUTO and len(self) < int(settings["threshold"])):
-            return None
-        depth = int(settings["prefetch"]) if prefetch is None else positive_int(prefetch, "prefetch")
-        return max(depth, k)
-
-    def _coarse_depth(self, coarse: int | None, depth: int | None) -> int | None:
-        """First-stage candidates (None: no pooled stage, as without pooled vectors or stages)."""
-        if coarse is not None:
-            coarse = positive_int(coarse, "coarse")
-        if depth is None or self.manifest.pooled_vectors == 0:
-            return None
-        value = int(self.manifest.two_stage.get("coarse", DEFAULT_COARSE)) if coarse is None else coarse
-        return max(value, depth)
-
-    def _hit(self, point: ScoredPoint) -> SearchHit:
-        payload = point.payload
-        name = payload.get("image")
-        return SearchHit(
-            doc_id=payload.get("doc_id", ""),
-            page_number=int(payload.get("page_number", 0)),
-            score=point.score,
-            image_path=self._store.images.path(name) if name else None,
-            metadata=payload.get("metadata") or {},
-            point_id=point.id,
-        )
-
-    def _info(self, record: DocumentRecord) -> DocumentInfo:
-        return DocumentInfo(
-            doc_id=record.doc_id,
-            num_pages=record.num_pages,
-            num_vectors=record.num_vectors,
-            metadata=record.metadata,
-            image_paths=[self._store.images.path(n) if n else None for n in record.images],
-        )
-
-
-# --- helpers ------------------------------------------------------------------------------------
-
-
-def pruned_page(embeddings: Any, method: str = "sap") -> PrunedPage:
-    """A :class:`~sap_rag.PrunedPage` holding exactly ``embeddings`` ``(k, dim)`` (for tests and examples)."""
-    import torch
-
-    from ..types import PrunedPage
-
-    tensor = torch.as_tensor(embeddings, dtype=torch.float32)
-    k = int(tensor.shape[0])
-    return PrunedPage(
-        embeddings=tensor,
-        positions=torch.zeros(k, 2),
-        indices=torch.arange(k),
-        scores=None,
-        num_tokens=k,
-        method=method,
-    )
-
-
-def _page_payload(page: PrunedPage) -> dict[str, Any]:
-    """Per-page payload fields besides doc_id/page_number/gen/image/metadata."""
-    positions = page.positions.detach().to("cpu").reshape(-1).tolist() if page.positions is not None else []
-    return {
-        "num_tokens": int(page.num_tokens),
-        # (row, col) grid cell of each anchor, flattened: drives overlays and debugging.
-        "positions": [round(float(x), 2) for x in positions],
-    }
-
-
-def _load_images(sources: list[Any], doc_id: str) -> list[Any]:
-    from ..ingest.images import load_image
-
-    return [load_image(src, name=f"{doc_id!r} page {i + 1}") for i, src in enumerate(sources)]
-
-
-def _remove_partial(root: Path, created_dir: bool) -> None:
-    """Undo a failed create: remove what it wrote (the whole directory if it made it)."""
-    if created_dir:
-        shutil.rmtree(root, ignore_errors=True)
-        return
-    for name in (MANIFEST_NAME, REGISTRY_NAME, LOCK_NAME, IMAGES_DIR, "shard"):
-        target = root / name
-        if target.is_dir():
-            shutil.rmtree(target, ignore_errors=True)
-        elif target.exists():
-            target.unlink()
+            self._finalizer()
