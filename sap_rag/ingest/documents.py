@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_INCLUDE",
+    "SUPPORTED_TYPES",
     "Document",
     "IngestError",
     "content_id",
@@ -113,7 +114,11 @@ def _walk(folder: Path) -> list[Path]:
     """Every file under ``folder``, sorted; links followed only to files inside ``folder`` (see :func:`discover`)."""
     root = folder.resolve()
     files: list[Path] = []
-    for directory, dirs, names in os.walk(folder, followlinks=False):
+
+    def unreadable(error: OSError) -> None:
+        logger.warning("skipping %s: cannot be read (%s)", path_label(error.filename or folder), error.strerror)
+
+    for directory, dirs, names in os.walk(folder, onerror=unreadable, followlinks=False):
         for name in [*dirs, *names]:
             entry = Path(directory) / name
             if entry.is_symlink():
