@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, SapRagError
 from ._common import DEFAULT_MODEL, MAX_K, TINY_NOTE, dpi, positive_int, query, ratio, verbose_parent
 
 DOCUMENTS_HINT = "list document ids with 'sap-rag info --index DIR --documents'"
@@ -128,16 +128,21 @@ def _window(value: str | None) -> Any:
 
 
 def _manifest(path: Path):
-    """The index's manifest; a missing index is answered with the command that makes one."""
+    """The index's manifest; a missing index is answered with the command that makes one.
+
+    Whether there is a manifest at all is checked before importing the index package (numpy,
+    the engines' wrappers), so that a wrong ``--index`` is answered at once.
+    """
+    missing = f"no sap-rag index at {path}; make one with: sap-rag index FILES_OR_FOLDERS... --index {path}"
+    if not os.path.lexists(path / "manifest.json"):  # sap_rag.index.manifest.MANIFEST_NAME
+        raise SapRagError(missing)
     from ..index.errors import IndexNotFoundError
     from ..index.manifest import Manifest
 
     try:
         return Manifest.read(path)
     except IndexNotFoundError as exc:
-        raise IndexNotFoundError(
-            f"no sap-rag index at {path}; make one with: sap-rag index FILES_OR_FOLDERS... --index {path}"
-        ) from exc
+        raise IndexNotFoundError(missing) from exc
 
 
 def _recorded_model(path: Path, manifest: Any, model: str | None = None) -> tuple[str, Any]:
