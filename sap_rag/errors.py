@@ -12,6 +12,7 @@ __all__ = [
     "InvalidInputError",
     "MissingDependencyError",
     "ModelLoadError",
+    "NothingToIndexError",
     "SapRagError",
     "UnknownFamilyError",
     "UnreadableInputError",
@@ -29,6 +30,10 @@ class InvalidInputError(SapRagError, ValueError):
 
 class UnreadableInputError(InvalidInputError):
     """A file or object that should be a page (image, PDF) cannot be read as one."""
+
+
+class NothingToIndexError(InvalidInputError):
+    """The files and folders given hold no PDF or image that could be indexed."""
 
 
 class ModelLoadError(SapRagError):

@@ -9,7 +9,7 @@ import torch
 __all__ = ["PageEncoding", "PrunedPage"]
 
 
-@dataclass
+@dataclass(repr=False)
 class PageEncoding:
     """One page as the encoder sees it: its visual tokens and the attention statistics SAP needs.
 
@@ -49,6 +49,13 @@ class PageEncoding:
         """N, the number of visual tokens."""
         return int(self.embeddings.shape[0])
 
+    def __repr__(self) -> str:  # shapes, not tensors: a page printed in a notebook stays one line
+        return (
+            f"PageEncoding(tokens={self.num_tokens}, dim={self.dim}, grid={tuple(self.grid_shape)}, "
+            f"window={tuple(self.window)}, indegree_layers={sorted(self.indegree)}, "
+            f"image_size={tuple(self.image_size)})"
+        )
+
     @property
     def dim(self) -> int:
         """Embedding dimension (128 for most families, 320 for ColQwen3)."""
@@ -77,7 +84,7 @@ class PageEncoding:
         return torch.stack([rows[layer] for layer in layers]).mean(dim=0)
 
 
-@dataclass
+@dataclass(repr=False)
 class PrunedPage:
     """What a pruner keeps of a page: the vectors to index.
 
@@ -104,6 +111,13 @@ class PrunedPage:
     def num_kept(self) -> int:
         """k, the number of stored vectors."""
         return int(self.embeddings.shape[0])
+
+    def __repr__(self) -> str:  # shapes, not tensors
+        dim = int(self.embeddings.shape[1]) if self.embeddings.ndim == 2 else None
+        return (
+            f"PrunedPage(method={self.method!r}, kept={self.num_kept} of {self.num_tokens} tokens, dim={dim}, "
+            f"indices={self.indices is not None}, scores={self.scores is not None})"
+        )
 
     @property
     def kept_ratio(self) -> float:

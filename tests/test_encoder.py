@@ -198,3 +198,13 @@ def test_preprocess_then_encode_processed_equals_encode_pages(tiny_encoder, page
     for page, rows in zip(split, naive):
         window_mean = torch.stack([rows[layer] for layer in tiny_encoder.window]).mean(0)
         assert torch.allclose(page.sap_scores, window_mean, atol=1e-5)
+
+
+def test_page_reprs_show_shapes_not_tensors():
+    from sap_rag.types import PageEncoding, PrunedPage
+
+    pruned = PrunedPage(torch.rand(7, 128), torch.rand(7, 2), torch.arange(7), None, 70, "sap")
+    text = repr(pruned)
+    assert text == "PrunedPage(method='sap', kept=7 of 70 tokens, dim=128, indices=True, scores=False)"
+    page = PageEncoding(torch.rand(70, 128), torch.rand(70, 2), (7, 10), torch.ones(70, 2), {2: torch.rand(70)})
+    assert "tensor(" not in repr(page) and "tokens=70" in repr(page) and "indegree_layers=[2]" in repr(page)

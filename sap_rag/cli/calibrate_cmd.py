@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..errors import CalibrationError
+from ._common import DEFAULT_MODEL, ratio, verbose_parent
 
 EXAMPLES = """pairs.jsonl holds one JSON object per line: {"query": "...", "image": "pages/p1.png"}
 (relative image paths are relative to the pairs file).
@@ -24,11 +25,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Measure per-layer Score Retention on (query, page) pairs and choose the window by the rule.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[verbose_parent()],
     )
-    parser.add_argument("--model", default="tiny:colqwen2", help="hub id, local checkpoint or tiny:<family>")
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"hub id, local checkpoint or tiny:<family> (default {DEFAULT_MODEL})"
+    )
     parser.add_argument("--pairs", required=True, type=Path, help="JSONL file of {query, image} pairs")
     parser.add_argument("--out", required=True, type=Path, help="where to write the calibration JSON")
-    parser.add_argument("--keep-ratio", type=float, default=0.1, help="budget SR is measured at (default 0.1)")
+    parser.add_argument(
+        "--keep-ratio", type=ratio("--keep-ratio"), default=0.1, help="budget SR is measured at (default 0.1)"
+    )
     parser.add_argument("--rho", type=float, default=0.2, help="window width as a fraction of depth (default 0.2)")
     parser.add_argument("--plot", type=Path, help="also write the SR curve as a PNG")
     parser.add_argument("--device", help="cuda, cpu, ... (default: cuda if available)")

@@ -1,17 +1,24 @@
-"""``sap-rag index | search | info | delete | show``: an index of PDFs and images from the command line."""
+"""``sap-rag index | search | info | delete | show``: an index of PDFs and images from the command line.
+
+Every argument that can be checked without a model is checked first (at parsing, then against the
+index's manifest), so a mistake is answered at once and a failed first ``index`` run leaves no
+index behind.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, SapRagError
+from ._common import DEFAULT_MODEL, MAX_K, TINY_NOTE, dpi, positive_int, query, ratio, verbose_parent
 
-DEFAULT_MODEL = "tiny:colqwen2"
-TINY_NOTE = "note: a tiny random-weight model; results show that the plumbing works, not retrieval quality"
+DOCUMENTS_HINT = "list document ids with 'sap-rag info --index DIR --documents'"
 
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
@@ -19,41 +26,51 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    common = [verbose_parent()]
     p = subparsers.add_parser(
         "index",
         help="add PDFs and images (files or folders) to an index, creating it if needed",
         description="Add PDFs and images to an index. Each file is one document whose id is a hash of its "
-        "content: re-adding a file is a no-op and a changed file replaces its old pages.",
-        epilog="""examples:
-  sap-rag index examples/data --index ./idx                       # tiny offline model
+        "content: re-adding a file is a no-op and a changed file replaces its old pages. Folders are searched "
+        "recursively; a symbolic link inside a folder is followed only to a file inside that folder (links "
+        "out of it are skipped with a warning). Pages more than 20 times longer than wide (or wider than "
+        "long) are padded with white to that ratio, so they stay searchable.",
+        epilog=f"""supported types: .pdf .png .jpg .jpeg .tif .tiff .bmp .gif .webp
+
+examples:
+  sap-rag index examples/data --index ./idx                       # default model: {DEFAULT_MODEL}
   sap-rag index reports/ scans/page1.png --index ./idx --model vidore/colqwen2-v1.0
   sap-rag index reports/ --index ./idx --include '*.pdf' --skip-errors""",
         formatter_class=_formatter,
+        parents=common,
     )
     p.add_argument("paths", nargs="+", type=Path, help="files and/or folders (searched recursively)")
     p.add_argument("--index", required=True, type=Path, help="index directory")
     p.add_argument("--model", help=f"model for a new index (default {DEFAULT_MODEL}); must match an existing one")
-    p.add_argument("--keep-ratio", type=float, default=0.1, help="share of visual tokens kept, new index only")
+    p.add_argument(
+        "--keep-ratio", type=ratio("--keep-ratio"), default=0.1, help="share of visual tokens kept, new index only"
+    )
     p.add_argument("--window", help="SAP layer window for a new index: a calibration .json or layers like 11,12,13")
     p.add_argument("--include", action="append", help="filename pattern for folder contents (repeatable)")
     p.add_argument("--skip-errors", action="store_true", help="index readable files, report unreadable ones")
-    p.add_argument("--dpi", type=int, default=144, help="PDF rendering resolution (default 144)")
-    p.add_argument("--batch-size", type=int, default=4, help="pages per forward pass")
+    p.add_argument("--dpi", type=dpi, default=144, help="PDF rendering resolution (default 144)")
+    p.add_argument("--batch-size", type=positive_int("--batch-size"), default=4, help="pages per forward pass")
     p.add_argument("--device", help="cuda, cpu, ... (default: cuda if available)")
     p.set_defaults(func=run_index)
 
     p = subparsers.add_parser(
         "search",
         help="search an index",
-        description="Search an index with a text query; prints the best pages.",
+        description="Search an index with a text query; prints the best pages (image paths are absolute).",
         epilog="""examples:
   sap-rag search "revenue by region in 2023" --index ./idx
   sap-rag search "energy use" --index ./idx -k 3 --filter filename=energy_outlook.pdf --json""",
         formatter_class=_formatter,
+        parents=common,
     )
-    p.add_argument("query", help="the question or keywords")
+    p.add_argument("query", type=query, help="the question or keywords")
     p.add_argument("--index", required=True, type=Path, help="index directory")
-    p.add_argument("-k", type=int, default=5, help="number of pages (default 5)")
+    p.add_argument("-k", type=positive_int("-k", MAX_K), default=5, help="number of pages (default 5)")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE", help="metadata filter (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--device", help="cuda, cpu, ...")
@@ -61,23 +78,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "info",
-        help="describe an index",
+        help="describe an index (and list its documents)",
         description="Model, family, window, keep ratio, pages, documents and size on disk of an index.",
-        epilog="example:\n  sap-rag info --index ./idx",
+        epilog="examples:\n  sap-rag info --index ./idx\n  sap-rag info --index ./idx --documents",
         formatter_class=_formatter,
+        parents=common,
     )
     p.add_argument("--index", required=True, type=Path, help="index directory")
+    p.add_argument("--documents", action="store_true", help="also list every document: id, pages, file name")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_info)
 
     p = subparsers.add_parser(
         "delete",
         help="remove a document from an index",
-        description="Remove every page of a document.",
-        epilog="example:\n  sap-rag delete 2cf24dba5fb0a30e26e83b2a --index ./idx",
+        description=f"Remove every page of a document; {DOCUMENTS_HINT}.",
+        epilog="examples:\n  sap-rag info --index ./idx --documents        # the ids\n"
+        "  sap-rag delete 2cf24dba5fb0a30e26e83b2a --index ./idx",
         formatter_class=_formatter,
+        parents=common,
     )
-    p.add_argument("doc_id", help="the document id (see 'sap-rag search' or 'sap-rag info --documents')")
+    p.add_argument("doc_id", help="the document id (see 'sap-rag info --index DIR --documents')")
     p.add_argument("--index", required=True, type=Path, help="index directory")
     p.set_defaults(func=run_delete)
 
@@ -87,10 +108,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Draw a stored page with a heatmap of its SAP scores and its kept anchors outlined.",
         epilog="example:\n  sap-rag show --index ./idx --doc 2cf24dba5fb0a30e26e83b2a --page 1 --out overlay.png",
         formatter_class=_formatter,
+        parents=common,
     )
     p.add_argument("--index", required=True, type=Path, help="index directory")
-    p.add_argument("--doc", required=True, help="document id")
-    p.add_argument("--page", type=int, default=1, help="1-based page number (default 1)")
+    p.add_argument("--doc", required=True, help=f"document id ({DOCUMENTS_HINT})")
+    p.add_argument("--page", type=positive_int("--page"), default=1, help="1-based page number (default 1)")
     p.add_argument("--out", required=True, type=Path, help="PNG to write")
     p.add_argument("--device", help="cuda, cpu, ...")
     p.set_defaults(func=run_show)
@@ -105,13 +127,27 @@ def _window(value: str | None) -> Any:
         raise InvalidInputError(f"--window takes a calibration .json or layers like 11,12,13, got {value!r}") from None
 
 
-def _open(path: Path, device: str | None = None, model: str | None = None):
-    """Open the index at ``path`` with its own encoder (on ``device``); refuse a different ``model``."""
-    from ..encoders.loading import load_encoder
-    from ..index import SAPIndex
+def _manifest(path: Path):
+    """The index's manifest; a missing index is answered with the command that makes one.
+
+    Whether there is a manifest at all is checked before importing the index package (numpy,
+    the engines' wrappers), so that a wrong ``--index`` is answered at once.
+    """
+    missing = f"no sap-rag index at {path}; make one with: sap-rag index FILES_OR_FOLDERS... --index {path}"
+    if not os.path.lexists(path / "manifest.json"):  # sap_rag.index.manifest.MANIFEST_NAME
+        raise SapRagError(missing)
+    from ..index.errors import IndexNotFoundError
     from ..index.manifest import Manifest
 
-    recorded = Manifest.read(path).encoder
+    try:
+        return Manifest.read(path)
+    except IndexNotFoundError as exc:
+        raise IndexNotFoundError(missing) from exc
+
+
+def _recorded_model(path: Path, manifest: Any, model: str | None = None) -> tuple[str, Any]:
+    """``(spec, window)`` of the index's encoder; refuse a different ``model``."""
+    recorded = manifest.encoder
     if recorded is None:
         raise InvalidInputError(f"the index at {path} has no encoder (it holds precomputed pages only)")
     spec = recorded["spec"]
@@ -120,34 +156,89 @@ def _open(path: Path, device: str | None = None, model: str | None = None):
             f"the index at {path} was built with --model {spec}, not {model}; "
             "leave --model out to use the index's model, or choose another --index"
         )
-    encoder = load_encoder(spec, device=device, window=recorded.get("window"))
+    return spec, recorded.get("window")
+
+
+def _open(path: Path, device: str | None = None, model: str | None = None):
+    """Open the index at ``path`` with its own encoder (on ``device``); refuse a different ``model``."""
+    spec, window = _recorded_model(path, _manifest(path), model)
+    from ..encoders.loading import load_encoder
+    from ..index import SAPIndex
+
+    encoder = load_encoder(spec, device=device, window=window)
     return SAPIndex.open(path, encoder=encoder), spec
 
 
+def _per_page(bytes_per_page: float | None) -> str:
+    """Bytes per page as both the index summary and ``info`` print it."""
+    return f"{bytes_per_page:,.0f}" if bytes_per_page else "n/a"
+
+
+def _remove_new_index(path: Path, existed: bool) -> None:
+    """Undo a first ``index`` run that indexed nothing: remove what it created (it started empty)."""
+    if not existed:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
 def run_index(args: argparse.Namespace) -> int:
+    from ..ingest.documents import DEFAULT_INCLUDE, discover
+
+    include = args.include or DEFAULT_INCLUDE
+    discover(args.paths, include)  # a missing path or nothing indexable is refused before any model loads
+    from ..index.manifest import MANIFEST_NAME
+
+    if (args.index / MANIFEST_NAME).exists() or (args.index / MANIFEST_NAME).is_symlink():
+        return _add(args, include, new=False)
+    if args.index.exists() and (not args.index.is_dir() or any(args.index.iterdir())):
+        raise InvalidInputError(
+            f"{args.index} exists and is not an empty folder or a sap-rag index; choose another --index"
+        )
+    existed = args.index.exists()
+    try:
+        code = _add(args, include, new=True)
+    except BaseException:
+        if args.index.exists():
+            _remove_new_index(args.index, existed)
+        raise
+    return code
+
+
+def _add(args: argparse.Namespace, include: Any, *, new: bool) -> int:
     from ..encoders.loading import load_encoder
     from ..index import SAPIndex
-    from ..index.manifest import MANIFEST_NAME
-    from ..ingest.documents import DEFAULT_INCLUDE
 
-    if (args.index / MANIFEST_NAME).is_file():
-        index, spec = _open(args.index, args.device, args.model)
-    else:
+    if new:
         spec = args.model or DEFAULT_MODEL
         encoder = load_encoder(spec, device=args.device, window=_window(args.window), batch_size=args.batch_size)
         index = SAPIndex.create(args.index, encoder=encoder, keep_ratio=args.keep_ratio)
+    else:
+        index, spec = _open(args.index, args.device, args.model)
     if spec.startswith("tiny:"):
         print(TINY_NOTE)
     with index:
         report = index.add_documents(
             args.paths,
-            include=args.include or DEFAULT_INCLUDE,
+            include=include,
             skip_errors=args.skip_errors,
             dpi=args.dpi,
             batch_size=args.batch_size,
             show_progress=True,
         )
-        stats = index.stats()
+    if report.skipped:
+        print(f"skipped {len(report.skipped)} unreadable files:", file=sys.stderr)
+        for error in report.skipped:
+            print(f"  {error.message}", file=sys.stderr)
+    if new and not report.added:
+        raise InvalidInputError("no file could be read, so no index was created; fix the files listed above")
+    # Measured on the closed index, as 'sap-rag info' measures it, so both print the same figure.
+    with SAPIndex.open(args.index) as closed:
+        stats = closed.stats()
     pages = report.pages
     print(
         f"indexed {len(report.added)} documents, {pages} pages in {report.seconds:.1f} s"
@@ -159,38 +250,43 @@ def run_index(args: argparse.Namespace) -> int:
         print(f"replaced older versions: {len(report.replaced)} documents")
     if pages:
         print(f"vectors kept: {report.vectors} ({report.vectors / pages:.1f} per page)")
-    per_page = f"{stats.bytes_per_page:,.0f}" if stats.bytes_per_page else "n/a"
-    print(f"index: {stats.documents} documents, {stats.pages} pages, {per_page} bytes per page on disk")
-    if report.skipped:
-        print(f"skipped {len(report.skipped)} unreadable files:", file=sys.stderr)
-        for error in report.skipped:
-            print(f"  {error.message}", file=sys.stderr)
+    print(
+        f"index: {stats.documents} documents, {stats.pages} pages, "
+        f"{_per_page(stats.bytes_per_page)} bytes per page on disk"
+    )
     return 0
 
 
 def _parse_filters(items: list[str]) -> dict[str, Any] | None:
+    """``--filter KEY=VALUE`` items as a filter (a repeated key matches any of its values), checked."""
     if not items:
         return None
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise InvalidInputError(f"--filter takes KEY=VALUE, got {item!r}")
-        parsed: Any = value
-        if key.strip() == "page_number" and value.isdigit():
-            parsed = int(value)
-        if key.strip() in out:  # repeated key: any of the values
-            previous = out[key.strip()]
-            out[key.strip()] = [*previous, parsed] if isinstance(previous, list) else [previous, parsed]
+        parsed: Any = int(value) if key == "page_number" and value.isdigit() else value
+        if key in out:
+            previous = out[key]
+            out[key] = [*previous, parsed] if isinstance(previous, list) else [previous, parsed]
         else:
-            out[key.strip()] = parsed
+            out[key] = parsed
+    from ..index.filters import parse_filter
+
+    try:
+        parse_filter(out)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"--filter: {exc}") from exc
     return out
 
 
 def run_search(args: argparse.Namespace) -> int:
+    filters = _parse_filters(args.filter)  # checked before the model loads
     index, spec = _open(args.index, args.device)
     with index:
-        hits = index.search(args.query, k=args.k, filter=_parse_filters(args.filter))
+        hits = index.search(args.query, k=args.k, filter=filters)
     if args.json:
         rows = [
             {
@@ -220,13 +316,14 @@ def run_search(args: argparse.Namespace) -> int:
 def run_info(args: argparse.Namespace) -> int:
     from ..index import SAPIndex
 
+    _manifest(args.index)
     with SAPIndex.open(args.index) as index:  # the encoder loads only if needed: not here
         stats = index.stats()
         manifest = index.manifest
-        documents = index.documents()
+        documents = [index.document(doc_id) for doc_id in index.documents()]
     encoder = manifest.encoder or {}
     info = {
-        "index": str(args.index),
+        "index": os.path.abspath(args.index),
         "model": encoder.get("spec"),
         "family": encoder.get("family"),
         "window": encoder.get("window"),
@@ -241,41 +338,69 @@ def run_info(args: argparse.Namespace) -> int:
         "bytes_on_disk": stats.bytes_on_disk,
         "bytes_per_page": round(stats.bytes_per_page) if stats.bytes_per_page else None,
         "image_bytes": stats.image_bytes,
-        "document_ids": documents,
+        "document_ids": [d.doc_id for d in documents],
     }
     if args.json:
+        if args.documents:
+            info["document_list"] = [
+                {"doc_id": d.doc_id, "pages": d.num_pages, "filename": d.metadata.get("filename")} for d in documents
+            ]
         print(json.dumps(info, indent=2))
         return 0
-    for key, value in info.items():
+    shown = {
+        **info,
+        "model": info["model"] or "none (precomputed pages)",
+        "family": info["family"] or "n/a",
+        "window": ",".join(map(str, info["window"])) if info["window"] else "n/a",
+        "keep_ratio": "n/a" if info["keep_ratio"] is None else info["keep_ratio"],
+        "vectors_per_page": info["vectors_per_page"] if stats.pages else "n/a",
+        "bytes_on_disk": "n/a" if info["bytes_on_disk"] is None else f"{info['bytes_on_disk']:,}",
+        "bytes_per_page": _per_page(stats.bytes_per_page),
+        "image_bytes": f"{info['image_bytes']:,}",
+    }
+    for key, value in shown.items():
         if key != "document_ids":
-            print(f"{key:>17}: {value}")
+            print(f"{key:>17}: {'n/a' if value is None else value}")
+    if args.documents:
+        print()
+        if not documents:
+            print("no documents")
+        for d in documents:
+            print(f"{d.doc_id}  {d.num_pages:>4} pages  {d.metadata.get('filename', '')}")
     return 0
 
 
 def run_delete(args: argparse.Namespace) -> int:
     from ..index import SAPIndex
+    from ..index.errors import DocumentNotFoundError
 
+    _manifest(args.index)
     with SAPIndex.open(args.index) as index:
-        pages = index.delete(args.doc_id)
+        try:
+            pages = index.delete(args.doc_id)
+        except DocumentNotFoundError as exc:
+            raise DocumentNotFoundError(f"{exc}; {DOCUMENTS_HINT.replace('DIR', str(args.index))}") from exc
     print(f"deleted {args.doc_id}: {pages} pages")
     return 0
 
 
 def run_show(args: argparse.Namespace) -> int:
+    from ..encoders.loading import load_encoder
+    from ..index import SAPIndex
+    from ..ingest.images import load_image
     from ..viz import save_anchor_overlay
 
-    index, _ = _open(args.index, args.device)
-    with index:
+    spec, window = _recorded_model(args.index, _manifest(args.index))
+    with SAPIndex.open(args.index) as index:  # the document and page are checked before the model loads
         document = index.document(args.doc)
-        if not 1 <= args.page <= document.num_pages:
+        if args.page > document.num_pages:
             raise InvalidInputError(f"document {args.doc} has pages 1..{document.num_pages}, not {args.page}")
         image_path = document.image_paths[args.page - 1]
         if image_path is None:
             raise InvalidInputError(f"the index keeps no image of page {args.page} of {args.doc}")
-        from ..ingest.images import load_image
-
         image = load_image(image_path)
-        (page,) = index.encoder.encode_pages([image])
+        encoder = load_encoder(spec, device=args.device, window=window)
+        (page,) = encoder.encode_pages([image])
         pruned = index.pruner.prune(page)
     path = save_anchor_overlay(args.out, image, page, pruned)
     print(f"wrote {path} ({image.size[0]}x{image.size[1]}, {pruned.num_kept} of {page.num_tokens} patches kept)")

@@ -1,4 +1,8 @@
-"""Entry point: one parser, a subcommand per module, errors as one clear line."""
+"""Entry point: one parser, a subcommand per module, errors as one clear line.
+
+Parsing imports nothing heavy: ``sap-rag --help`` and argument errors answer at once, and each
+command imports torch, transformers or an engine only once its arguments are known to be good.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ EPILOG = """examples:
   sap-rag index reports/ --index ./idx                  # tiny offline model by default
   sap-rag index reports/ --index ./idx --model vidore/colqwen2-v1.0
   sap-rag search "revenue in 2023" --index ./idx -k 5
-  sap-rag info --index ./idx
+  sap-rag info --index ./idx --documents
   sap-rag show --index ./idx --doc DOC_ID --page 1 --out overlay.png
   sap-rag calibrate --model vidore/colqwen2-v1.0 --pairs pairs.jsonl --out calib.json --plot sr.png
   sap-rag eval --dataset data/vidore_v2 --model vidore/colqwen2-v1.0 --pruners all --out out/eval
@@ -24,10 +28,9 @@ Run 'sap-rag COMMAND --help' for each command's options and examples."""
 
 
 def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from ..eval.cli import add_eval_parser
-    from . import calibrate_cmd, index_cmds
+    from . import calibrate_cmd, eval_cmd, index_cmds
 
-    return [index_cmds.register, calibrate_cmd.register, add_eval_parser]
+    return [index_cmds.register, calibrate_cmd.register, eval_cmd.add_eval_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--verbose", "-v", action="store_true", help="log progress details; show tracebacks")
+    parser.add_argument(
+        "--verbose", "-v", action="store_true", help="log progress details; show tracebacks (before or after COMMAND)"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for register in _registrars():
@@ -64,8 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SapRagError, OSError) as exc:
         if args.verbose:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error as one line of printable text (an OSError with its file name, no lone surrogates)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 if __name__ == "__main__":  # pragma: no cover

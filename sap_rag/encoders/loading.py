@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,31 +23,90 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TINY_PREFIX", "detect_family", "load_encoder"]
+__all__ = ["TINY_PREFIX", "detect_family", "hub_reachable", "load_encoder"]
 
 TINY_PREFIX = "tiny:"
 
 
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
+_hub_reachable: bool | None = None  # probed once per process
+
+
+def _offline_mode() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub (``HF_ENDPOINT`` or huggingface.co) answers a TCP connection.
+
+    Checked once per process so that a machine without network fails in seconds, not after the
+    hub client's retries (about a minute).
+    """
+    global _hub_reachable
+    if _hub_reachable is None:
+        from urllib.parse import urlparse
+
+        endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+        port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+        try:
+            socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=timeout).close()
+            _hub_reachable = True
+        except OSError:
+            _hub_reachable = False
+    return _hub_reachable
+
+
+def _local_hint(spec: str) -> str:
+    return (
+        f"download it where there is network (huggingface-cli download {spec} --local-dir DIR) and pass "
+        "--model DIR (model=DIR in Python), or use 'tiny:<family>' for an offline test model"
+    )
+
+
 def _read_json(spec: str, filename: str) -> dict[str, Any] | None:
-    """``filename`` of a local checkpoint directory or hub repo as a dict, or None if absent."""
+    """``filename`` of a local checkpoint directory or hub repo as a dict, or None if absent.
+
+    A hub id is read from the local cache when it is there; otherwise the hub must be reachable,
+    which is checked first so that no network fails fast with what to do instead.
+    """
     path = Path(spec)
     if path.is_dir():
         target = path / filename
         return json.loads(target.read_text()) if target.is_file() else None
+    if not _HUB_ID.fullmatch(spec):
+        raise ModelLoadError(
+            f"--model {spec!r} is neither a checkpoint folder (no such directory) nor a hub id like "
+            "'vidore/colqwen2-v1.0'; check the path or the name, or use 'tiny:<family>' for an offline test model"
+        )
     try:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
+        from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, RepositoryNotFoundError
     except ImportError as exc:  # pragma: no cover - transformers depends on huggingface_hub
         raise ModelLoadError(f"cannot look up {spec!r}: huggingface_hub is not installed") from exc
+    cached = try_to_load_from_cache(spec, filename)
+    if isinstance(cached, str):
+        return json.loads(Path(cached).read_text())
+    if _offline_mode() or not hub_reachable():
+        why = "HF_HUB_OFFLINE is set" if _offline_mode() else "the Hugging Face hub cannot be reached (no network?)"
+        raise ModelLoadError(
+            f"cannot load {spec!r}: there is no folder of that name here, it is not in the local hub cache, and "
+            f"{why}; {_local_hint(spec)}"
+        )
     try:
         return json.loads(Path(hf_hub_download(spec, filename)).read_text())
     except EntryNotFoundError:
         return None
-    except Exception as exc:  # offline, unknown repo, gated repo, ...
+    except GatedRepoError as exc:
         raise ModelLoadError(
-            f"cannot read {filename} of {spec!r}: {type(exc).__name__}: {exc}. "
-            "Pass an existing local checkpoint directory, a reachable hub id, or 'tiny:<family>' "
-            "for an offline test model."
+            f"{spec!r} is a gated model: accept its terms on the hub and log in (huggingface-cli login)"
+        ) from exc
+    except RepositoryNotFoundError as exc:
+        raise ModelLoadError(
+            f"there is no model {spec!r} on the Hugging Face hub; check the name (e.g. vidore/colqwen2-v1.0)"
+        ) from exc
+    except Exception as exc:  # a network failure after the probe, a server error, ...
+        raise ModelLoadError(
+            f"cannot read {filename} of {spec!r}: {type(exc).__name__}: {exc}; {_local_hint(spec)}"
         ) from exc
 
 

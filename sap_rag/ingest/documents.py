@@ -14,14 +14,15 @@ from typing import Any
 
 from PIL import Image
 
-from ..errors import InvalidInputError, UnreadableInputError
-from .images import load_image
+from ..errors import InvalidInputError, NothingToIndexError, UnreadableInputError
+from .images import IMAGE_SUFFIXES, load_image, path_label
 from .pdf import DEFAULT_DPI, render_pdf
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_INCLUDE",
+    "SUPPORTED_TYPES",
     "Document",
     "IngestError",
     "content_id",
@@ -30,8 +31,8 @@ __all__ = [
     "load_documents",
 ]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 DEFAULT_INCLUDE = ("*.pdf", *(f"*{suffix}" for suffix in IMAGE_SUFFIXES))
+SUPPORTED_TYPES = ", ".join((".pdf", *IMAGE_SUFFIXES))
 
 
 @dataclass
@@ -69,28 +70,70 @@ def discover(paths: Iterable[str | os.PathLike], include: Sequence[str] = DEFAUL
     """Files to ingest: each file given, and every file under each folder (recursively) matching ``include``.
 
     Folder contents are sorted so runs are reproducible; a file given directly is kept even if
-    no pattern matches it.
+    no pattern matches it. Symbolic links inside a folder are followed only when they point to a
+    file inside that same folder (a link out of the tree, a broken link, and links to folders
+    are skipped with a warning); a path given directly is taken as given.
 
     Raises:
         InvalidInputError: a path does not exist.
+        NothingToIndexError: nothing to index was found (the message lists the supported types).
     """
     found: list[Path] = []
     seen: set[Path] = set()
+    others: list[str] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            candidates = sorted(p for p in path.rglob("*") if p.is_file())
-            candidates = [p for p in candidates if any(fnmatch.fnmatch(p.name.lower(), pat.lower()) for pat in include)]
+            files = _walk(path)
+            candidates = [p for p in files if _matches(p, include)]
+            others += [path_label(p.name) for p in files if not _matches(p, include)]
         elif path.is_file():
             candidates = [path]
         else:
-            raise InvalidInputError(f"{path}: no such file or folder")
+            raise InvalidInputError(f"{path_label(path)}: no such file or folder")
         for candidate in candidates:
             key = candidate.resolve()
             if key not in seen:
                 seen.add(key)
                 found.append(candidate)
+    if not found:
+        given = ", ".join(path_label(p) for p in paths) or "(no paths)"
+        skipped = f"; found only other files ({', '.join(sorted(others)[:5])}{', ...' if len(others) > 5 else ''})"
+        raise NothingToIndexError(
+            f"nothing to index in {given}{skipped if others else ''}: supported types are {SUPPORTED_TYPES}"
+            + ("" if tuple(include) == DEFAULT_INCLUDE else f" (and --include {' '.join(include)} matched none)")
+        )
     return found
+
+
+def _matches(path: Path, include: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatch(path.name.lower(), pattern.lower()) for pattern in include)
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Every file under ``folder``, sorted; links followed only to files inside ``folder`` (see :func:`discover`)."""
+    root = folder.resolve()
+    files: list[Path] = []
+
+    def unreadable(error: OSError) -> None:
+        logger.warning("skipping %s: cannot be read (%s)", path_label(error.filename or folder), error.strerror)
+
+    for directory, dirs, names in os.walk(folder, onerror=unreadable, followlinks=False):
+        for name in [*dirs, *names]:
+            entry = Path(directory) / name
+            if entry.is_symlink():
+                target = entry.resolve()
+                if not target.exists():
+                    logger.warning("skipping %s: a broken symbolic link", path_label(entry))
+                elif not target.is_relative_to(root):
+                    logger.warning("skipping %s: a symbolic link out of %s", path_label(entry), path_label(folder))
+                elif target.is_dir():
+                    logger.warning("skipping %s: a link to a folder inside %s", path_label(entry), path_label(folder))
+                else:
+                    files.append(entry)
+            elif name in names:
+                files.append(entry)
+    return sorted(files)
 
 
 def _image_pages(data: bytes, label: str) -> list[Image.Image]:
@@ -125,13 +168,20 @@ def load_document(
     ``filename``.
 
     Raises:
-        UnreadableInputError: the file is missing, of an unknown type, or unreadable.
+        UnreadableInputError: the file is missing, of an unknown type (the message lists the
+            supported ones), unreadable (permissions), or its name is not valid UTF-8.
     """
     source = Path(path)
-    label = os.fspath(source)
+    label = path_label(source)
     if not source.is_file():
         raise UnreadableInputError(f"{label}: no such file; check the path")
-    data = source.read_bytes()
+    if label != os.fsdecode(source):
+        # The name is only metadata, but metadata is UTF-8 text (JSON, the engine's payload).
+        raise UnreadableInputError(f"{label}: the file name is not valid UTF-8; rename the file to index it")
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise UnreadableInputError(f"{label}: cannot be read ({exc.strerror or exc}); check its permissions") from exc
     if data[:5] == b"%PDF-" or source.suffix.lower() == ".pdf":
         pages = render_pdf(data, dpi=dpi, password=password, name=label)
     else:
@@ -164,5 +214,5 @@ def load_documents(
             if not skip_errors:
                 raise
             logger.warning("skipping %s", exc)
-            errors.append(IngestError(source=os.fspath(path), message=str(exc)))
+            errors.append(IngestError(source=path_label(path), message=str(exc)))
     return documents, errors

@@ -8,14 +8,23 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..errors import UnreadableInputError
-from .images import MAX_PAGE_PIXELS
+from ..errors import InvalidInputError, UnreadableInputError
+from .images import MAX_PAGE_PIXELS, pad_to_aspect, path_label
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_DPI", "render_pdf"]
+__all__ = ["DEFAULT_DPI", "MAX_DPI", "check_dpi", "render_pdf"]
 
 DEFAULT_DPI = 144  # 2x PDF points: small text stays legible after the processors' resizing
+MAX_DPI = 1200
+
+
+def check_dpi(dpi: object) -> float:
+    """``dpi`` if it is a resolution PDFs can be rendered at (1 to :data:`MAX_DPI`), else InvalidInputError."""
+    if isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or not 1 <= dpi <= MAX_DPI:
+        raise InvalidInputError(f"dpi must be a number from 1 to {MAX_DPI}, got {dpi!r} (the default is {DEFAULT_DPI})")
+    return float(dpi)
+
 
 _PDFIUM_SUCCESS = 0
 _PDFIUM_PASSWORD_ERROR = 4
@@ -28,22 +37,30 @@ def render_pdf(
 
     Args:
         source: a path to a PDF file, or its bytes.
-        dpi: resolution; a page whose render would exceed ``MAX_PAGE_PIXELS`` is scaled down.
+        dpi: resolution, 1 to ``MAX_DPI``; a page whose render would exceed ``MAX_PAGE_PIXELS`` is
+            scaled down, and a very long or wide one is padded (see ``pad_to_aspect``).
         password: for encrypted PDFs.
         name: how to refer to the PDF in error messages (defaults to its path).
 
     Raises:
+        InvalidInputError: ``dpi`` is not a number from 1 to ``MAX_DPI``.
         UnreadableInputError: the file is missing, not a PDF, corrupt, encrypted (without the right
             password) or has no pages.
     """
     import pypdfium2 as pdfium
 
-    label = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "PDF bytes")
+    check_dpi(dpi)
+    label = name or (path_label(source) if isinstance(source, (str, os.PathLike)) else "PDF bytes")
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
             raise UnreadableInputError(f"{label}: no such PDF file; check the path")
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise UnreadableInputError(
+                f"{label}: cannot be read ({exc.strerror or exc}); check its permissions"
+            ) from exc
     else:
         data = bytes(source)
     try:
@@ -71,7 +88,7 @@ def render_pdf(
                 scale *= (MAX_PAGE_PIXELS / pixels) ** 0.5
                 logger.warning("%s: page %d is very large; rendered at %.0f dpi", label, index + 1, scale * 72)
             try:
-                images.append(page.render(scale=scale).to_pil().convert("RGB"))
+                images.append(pad_to_aspect(page.render(scale=scale).to_pil().convert("RGB")))
             except pdfium.PdfiumError as exc:
                 raise UnreadableInputError(f"{label}: page {index + 1} cannot be rendered ({exc})") from exc
             finally:

@@ -90,7 +90,14 @@ def open_backend(root: Path, manifest: Manifest, client: Any = None, api_key: st
                 url = spec.get("url") or f"http://{spec['host']}:{spec.get('port', 6333)}"
                 client = connect(url=url, api_key=api_key)
             elif spec.get("path"):
-                client = connect(path=spec["path"])
+                # qdrant-client's local mode unpickles the files it finds in its folder: a path read
+                # from a manifest (which anyone can write) is never opened, only a caller's client.
+                raise InvalidInputError(
+                    f"the index's vectors live in a qdrant-client local-mode folder ({spec['path']}); sap-rag never "
+                    "opens such a folder because an index's manifest names it (qdrant-client unpickles its files, "
+                    "so a crafted index could run code). If you trust that folder, open the index with "
+                    "client=QdrantClient(path=...)"
+                )
             else:
                 raise InvalidInputError(
                     f"the index's vectors lived in an in-memory Qdrant ({spec.get('location')!r}) or a client "
