@@ -55,14 +55,20 @@ def _texts(store: SAPVectorStore) -> list[str]:
 def test_index_api_incremental_adds_skips_and_cleans_up(store, folder):
     manager = InMemoryRecordManager(namespace="sap")
     manager.create_schema()
-    first = index(SAPPageLoader(folder), manager, store, cleanup="incremental", source_id_key="source")
+    first = index(
+        SAPPageLoader(folder), manager, store, cleanup="incremental", source_id_key="source", key_encoder="sha256"
+    )
     assert first == {"num_added": 6, "num_updated": 0, "num_skipped": 0, "num_deleted": 0}
     assert len(store.index) == 6 and len(_texts(store)) == 6
-    again = index(SAPPageLoader(folder), manager, store, cleanup="incremental", source_id_key="source")
+    again = index(
+        SAPPageLoader(folder), manager, store, cleanup="incremental", source_id_key="source", key_encoder="sha256"
+    )
     assert again == {"num_added": 0, "num_updated": 0, "num_skipped": 6, "num_deleted": 0}
     # An edited PDF: its new pages in, its old pages out; the other files untouched.
     write_pdf(folder / "report.pdf", ["Revenue 2023 was 43", "Energy by sector"])
-    edited = index(SAPPageLoader(folder), manager, store, cleanup="incremental", source_id_key="source")
+    edited = index(
+        SAPPageLoader(folder), manager, store, cleanup="incremental", source_id_key="source", key_encoder="sha256"
+    )
     # Its pages carry the file's new content hash: both are indexed again (the images may have changed too).
     assert edited == {"num_added": 2, "num_updated": 0, "num_skipped": 3, "num_deleted": 3}
     assert _texts(store) == sorted(
@@ -70,16 +76,18 @@ def test_index_api_incremental_adds_skips_and_cleans_up(store, folder):
     )
     # An edited image looks the same to a text loader; the content hash in the metadata tells.
     write_image(folder / "chart.png", 8)
-    image = index(SAPPageLoader(folder), manager, store, cleanup="incremental", source_id_key="source")
+    image = index(
+        SAPPageLoader(folder), manager, store, cleanup="incremental", source_id_key="source", key_encoder="sha256"
+    )
     assert image["num_added"] == 1 and image["num_deleted"] == 1 and len(store.index) == 5
 
 
 def test_index_api_full_cleanup_removes_what_the_loader_no_longer_gives(store, folder):
     manager = InMemoryRecordManager(namespace="sap")
     manager.create_schema()
-    index(SAPPageLoader(folder), manager, store, cleanup="full")
+    index(SAPPageLoader(folder), manager, store, cleanup="full", key_encoder="sha256")
     assert len(store.index) == 6
-    result = index(SAPPageLoader(folder / "outlook.pdf"), manager, store, cleanup="full")
+    result = index(SAPPageLoader(folder / "outlook.pdf"), manager, store, cleanup="full", key_encoder="sha256")
     assert result == {"num_added": 0, "num_updated": 0, "num_skipped": 2, "num_deleted": 4}
     assert _texts(store) == ["Outlook 2024", "Risks"]
 
@@ -90,7 +98,9 @@ def test_index_api_async(store, folder):
     manager = InMemoryRecordManager(namespace="sap")
     manager.create_schema()
     docs = SAPPageLoader(folder / "outlook.pdf").load()
-    result = asyncio.run(aindex(docs, manager, store, cleanup="incremental", source_id_key="source"))
+    result = asyncio.run(
+        aindex(docs, manager, store, cleanup="incremental", source_id_key="source", key_encoder="sha256")
+    )
     assert result["num_added"] == 2 and _texts(store) == ["Outlook 2024", "Risks"]
 
 

@@ -170,16 +170,21 @@ def test_image_queries(store, tmp_path, pages):
     for i, page in enumerate(pages):
         page.save(tmp_path / f"p{i}.png")
     store.add_paths([tmp_path / f"p{i}.png" for i in range(len(pages))])
-    for i, page in enumerate(pages):
-        top = store.similarity_search_by_image(page, k=1)[0]
-        assert top.metadata["filename"] == f"p{i}.png"  # a page's own image finds it first
-    by_path = store.similarity_search_by_image(str(tmp_path / "p2.png"), k=1)
-    assert by_path[0].metadata["filename"] == "p2.png"
-    retriever = SAPRetriever(index=store.index, k=1)
-    assert retriever.invoke(pages[3])[0].metadata["filename"] == "p3.png"
-    assert asyncio.run(store.asimilarity_search_by_image(pages[1], k=1))[0].metadata["filename"] == "p1.png"
-    other = make_page(42)
-    assert store.similarity_search_by_image(other, k=2)[0].metadata["relevance"] <= 1.0
+    query = make_page(42)
+    query.save(tmp_path / "query.png")
+    expected = [(h.page_id, h.score) for h in store.index.search(query, k=3)]  # the core's image search
+    found = store.similarity_search_with_score(query, k=3)
+    assert [(d.id, s) for d, s in found] == expected
+    by_path = store.similarity_search_by_image(str(tmp_path / "query.png"), k=3)
+    assert [d.id for d in by_path] == [i for i, _ in expected]
+    assert [d.id for d in store.similarity_search_by_image(tmp_path / "query.png", k=3)] == [i for i, _ in expected]
+    assert all(0.0 <= d.metadata["relevance"] <= 1.0 for d in by_path)
+    other = [(h.page_id, h.score) for h in store.index.search(pages[1], k=3)]
+    assert other != expected  # a different image is a different query
+    assert [d.id for d in SAPRetriever(index=store.index, k=3).invoke(pages[1])] == [i for i, _ in other]
+    assert [d.id for d in asyncio.run(store.asimilarity_search_by_image(pages[1], k=3))] == [i for i, _ in other]
+    with pytest.raises(InvalidInputError, match=r"missing\.png"):
+        store.similarity_search_by_image(str(tmp_path / "missing.png"))
 
 
 def test_async_variants_match_sync(store, files):
