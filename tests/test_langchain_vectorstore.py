@@ -150,6 +150,12 @@ def test_search_kwargs_are_honoured_and_unknown_ones_refused(store, files):
     assert len(staged.invoke(QUERY)) == 2
     with pytest.raises(InvalidInputError, match="prefetch"):  # reaches the index, which checks it
         store.as_retriever(search_kwargs={"two_stage": True, "prefetch": 0}).invoke(QUERY)
+    pdf_pages = store.as_retriever(search_kwargs={"k": 4, "filter": {"page_number": {"$gte": 2}}}).invoke(QUERY)
+    assert sorted(d.metadata["page_number"] for d in pdf_pages) == [2, 3]  # the filter operators pass through
+    either = {"$or": [{"doc_id": png_id}, {"page_number": 3}]}
+    assert len(store.similarity_search(QUERY, k=4, filter=either)) == 2
+    with pytest.raises(InvalidInputError, match=r"\$gte"):
+        store.as_retriever(search_kwargs={"filter": {"page_number": {"$gte": "two"}}})  # refused up front
     with pytest.raises(InvalidInputError, match="top_k"):
         store.as_retriever(search_kwargs={"top_k": 1})
     with pytest.raises(InvalidInputError, match="fetch_k"):
@@ -223,6 +229,21 @@ def test_close_and_context_manager_release_the_index(tmp_path, tiny_encoder, fil
     retriever = SAPRetriever(index=path)
     retriever.close()
     SAPIndex.open(path).close()
+
+
+def test_from_documents_and_from_texts(tmp_path, tiny_encoder, files):
+    pdf, png = files
+    docs = SAPPageLoader([pdf, png]).load()
+    with SAPVectorStore.from_documents(docs, index_path=tmp_path / "a", encoder=tiny_encoder, keep_ratio=0.1) as vs:
+        assert len(vs.index) == 4
+        assert sorted(d.page_content for d in vs.similarity_search(QUERY, k=4))[0] == "Energy by sector"
+    with SAPVectorStore.from_texts(
+        ["my caption"], metadatas=[{"source": str(png)}], ids=["c"], index_path=tmp_path / "b", encoder=tiny_encoder
+    ) as vs:
+        assert [(d.id, d.page_content) for d in vs.get_by_ids(["c"])] == [("c:p1", "my caption")]
+    with pytest.raises(InvalidInputError, match="embedding"):
+        SAPVectorStore.from_texts(["x"], embedding=object(), index_path=tmp_path / "c")
+    assert not (tmp_path / "c").exists()
 
 
 def test_changed_file_keeps_exactly_the_new_pages(store, files):

@@ -83,9 +83,9 @@ def _pages_of(ref: PageRef, loaded: Any) -> list[Any]:
 
 
 def _texts(ref: PageRef, num_pages: int) -> list[str | None]:
-    """The page text: the Document's ``page_content`` for a page it names, else the PDF text layer
-    (None where there is none: the index labels the page)."""
-    if ref.page is not None and ref.text.strip():
+    """The page text: the Document's ``page_content`` for the one page it names (or its file's only
+    page), else the PDF text layer (None where there is none: the index labels the page)."""
+    if ref.text.strip() and (ref.page is not None or num_pages == 1):
         return [ref.text]
     from sap_rag.ingest.text import is_pdf, pdf_page_texts
 

@@ -244,6 +244,16 @@ class SAPVectorStore(VectorStore):
         return store
 
     @classmethod
+    def from_documents(
+        cls, documents: list[Document], embedding: Embeddings | None = None, **kwargs: Any
+    ) -> SAPVectorStore:
+        """A store at ``index_path=...`` (created with ``encoder=...`` if missing) holding the pages ``documents`` name.
+
+        ``embedding`` must be None (it is optional here): sap-rag embeds page images with its own encoder.
+        """
+        return super().from_documents(documents, embedding, **kwargs)  # type: ignore[return-value]
+
+    @classmethod
     def from_paths(
         cls,
         paths: str | os.PathLike | Iterable[str | os.PathLike],
