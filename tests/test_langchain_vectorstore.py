@@ -246,6 +246,21 @@ def test_from_documents_and_from_texts(tmp_path, tiny_encoder, files):
     assert not (tmp_path / "c").exists()
 
 
+def test_read_only_stores_share_an_index(tmp_path, tiny_encoder, files):
+    from sap_rag import IndexReadOnlyError
+
+    path = tmp_path / "idx"
+    SAPVectorStore.from_paths(list(files), path, encoder=tiny_encoder, keep_ratio=0.1).close()
+    with SAPVectorStore(path, read_only=True) as one, SAPRetriever(index=path, read_only=True, k=3) as two:
+        assert [d.id for d in one.similarity_search(QUERY, k=3)] == [d.id for d in two.invoke(QUERY)]
+        with pytest.raises(IndexReadOnlyError):
+            one.add_paths(files[1])
+        with pytest.raises(IndexReadOnlyError):
+            one.delete([one.similarity_search(QUERY, k=1)[0].id])
+    with pytest.raises(InvalidInputError, match="already open"):
+        SAPVectorStore(one.index, read_only=True)
+
+
 def test_changed_file_keeps_exactly_the_new_pages(store, files):
     """Re-indexing an edited PDF through each path leaves its new pages only."""
     pdf, _ = files

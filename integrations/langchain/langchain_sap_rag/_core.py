@@ -39,9 +39,13 @@ def check_options(options: Mapping[str, Any], allowed: Iterable[str], where: str
 
 
 def open_index(index: Any, **open_kwargs: Any) -> Any:
-    """``index`` itself when it is a ``SAPIndex`` object; ``SAPIndex.open(index)`` when it is a path."""
+    """``index`` itself when it is a ``SAPIndex`` object; ``SAPIndex.open(index, **open_kwargs)`` when it is a path."""
     from sap_rag.index import as_index
 
+    if open_kwargs and not isinstance(index, (str, os.PathLike)):
+        raise InvalidInputError(
+            f"{sorted(open_kwargs)} apply when opening an index by path; the index given is already open"
+        )
     return as_index(index, hint=" or SAPRetriever.from_paths(...)", **open_kwargs)
 
 

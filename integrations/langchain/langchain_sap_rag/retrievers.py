@@ -62,11 +62,13 @@ class SAPRetriever(BaseRetriever):
     coarse: int | None = Field(default=None, ge=1, description="Candidates of the first staged-search stage.")
     include_image: bool = Field(default=False, description="Add image_base64 and mime_type to the metadata.")
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, read_only: bool = False, **kwargs: Any) -> None:
+        """``read_only=True`` with an index path opens it for searching, shared with other read-only
+        opens (other processes, web workers); see ``SAPIndex.open``."""
         # Opened before pydantic validates, so the core's errors reach the caller as they are
         # (pydantic would wrap them in a ValidationError).
         if "index" in kwargs:
-            kwargs["index"] = open_index(kwargs["index"])
+            kwargs["index"] = open_index(kwargs["index"], **({"read_only": True} if read_only else {}))
         if kwargs.get("filter") is not None:
             parse_filter(kwargs["filter"])  # a bad filter fails here, not at the first query
         super().__init__(**kwargs)
