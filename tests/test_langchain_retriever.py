@@ -71,6 +71,13 @@ def test_per_call_arguments_override_fields(index):
     assert with_image["mime_type"] == "image/png"
 
 
+def test_search_kwargs_set_the_search_fields(index):
+    retriever = SAPRetriever(index=index, search_kwargs={"k": 1, "filter": {"team": "b"}, "two_stage": True})
+    assert (retriever.k, retriever.filter, retriever.two_stage) == (1, {"team": "b"}, True)
+    (doc,) = retriever.invoke(QUERY)
+    assert doc.metadata["team"] == "b"
+
+
 def test_async_and_batch_match_invoke(index):
     retriever = SAPRetriever(index=index, k=2)
     expected = [d.id for d in retriever.invoke(QUERY)]
@@ -91,6 +98,12 @@ def test_errors_are_clear(index, tmp_path):
         SAPRetriever(index=index, filter={"team": ["a", 1]})
     with pytest.raises(InvalidInputError, match="unknown arguments"):
         SAPRetriever(index=index).invoke(QUERY, top_k=3)
+    with pytest.raises(InvalidInputError, match="top_k"):
+        SAPRetriever(index=index, top_k=3)  # never silently ignored
+    with pytest.raises(InvalidInputError, match="fetch_k"):
+        SAPRetriever(index=index, search_kwargs={"fetch_k": 3})
+    with pytest.raises(InvalidInputError, match="both"):
+        SAPRetriever(index=index, k=2, search_kwargs={"k": 3})
     with pytest.raises(InvalidInputError, match="SAPIndex"):
         SAPRetriever(index=42)
 

@@ -13,6 +13,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict, Field
 
+from sap_rag.errors import InvalidInputError
 from sap_rag.index import parse_filter
 
 from . import _adding
@@ -62,9 +63,21 @@ class SAPRetriever(BaseRetriever):
     coarse: int | None = Field(default=None, ge=1, description="Candidates of the first staged-search stage.")
     include_image: bool = Field(default=False, description="Add image_base64 and mime_type to the metadata.")
 
-    def __init__(self, *, read_only: bool = False, **kwargs: Any) -> None:
-        """``read_only=True`` with an index path opens it for searching, shared with other read-only
-        opens (other processes, web workers); see ``SAPIndex.open``."""
+    def __init__(self, *, read_only: bool = False, search_kwargs: Mapping[str, Any] | None = None, **kwargs: Any):
+        """Fields as keywords. ``search_kwargs`` (LangChain's usual spelling) may set the search fields
+        instead: ``SAPRetriever(index=..., search_kwargs={"k": 2, "filter": {...}})``. ``read_only=True``
+        with an index path opens it for searching, shared with other read-only opens (other processes,
+        web workers); see ``SAPIndex.open``. An unknown keyword is an error.
+        """
+        check_options(kwargs, type(self).model_fields, "SAPRetriever")
+        if search_kwargs:
+            check_options(search_kwargs, _CALL_OPTIONS, "SAPRetriever(search_kwargs=...)")
+            both = sorted(set(search_kwargs) & set(kwargs))
+            if both:
+                raise InvalidInputError(
+                    f"SAPRetriever got {both} both as keywords and in search_kwargs; give each once"
+                )
+            kwargs.update(search_kwargs)
         # Opened before pydantic validates, so the core's errors reach the caller as they are
         # (pydantic would wrap them in a ValidationError).
         if "index" in kwargs:
