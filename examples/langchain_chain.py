@@ -84,14 +84,14 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         index_dir = args.index_dir or Path(scratch) / "index"
-        retriever = SAPRetriever.from_paths(
+        # The retriever closes the index (and releases its lock) when the block ends.
+        with SAPRetriever.from_paths(
             args.data,
             index_dir,
             encoder="tiny:colqwen2",  # REAL MODEL: "vidore/colqwen2-v1.0"
             keep_ratio=0.1,
             k=2,
-        )
-        try:
+        ) as retriever:
             stats = retriever.index.stats()
             print(
                 f"indexed {stats.documents} documents, {stats.pages} pages, {stats.vectors_per_page:.0f} anchors/page"
@@ -104,11 +104,13 @@ def main() -> None:
             answer = build_chain(retriever, llm).invoke(args.question, config={"callbacks": [counter]})
             for doc in retriever.invoke(args.question):
                 meta = doc.metadata
-                print(f"retrieved: {meta['filename']} page {meta['page_number']} (score {meta['score']:.3f})")
+                text = doc.page_content.replace("\n", " ")[:60]
+                print(
+                    f"retrieved: {doc.id} ({meta['filename']} page {meta['page_number']}, score {meta['score']:.3f}, "
+                    f"relevance {meta['relevance']:.3f}): {text}"
+                )
             print(f"the chat model received {counter.images} page images")
             print(f"answer: {answer}")
-        finally:
-            retriever.index.close()
 
 
 if __name__ == "__main__":

@@ -52,7 +52,8 @@ def test_invoke_returns_page_documents(index):
     meta = docs[0].metadata
     assert {"doc_id", "page_number", "score", "image_path", "team", "source"} <= set(meta)
     assert Path(meta["image_path"]).is_file() and meta["page_number"] == 1
-    assert docs[0].page_content == "" and docs[0].id == f"{meta['doc_id']}:p1"
+    assert docs[0].page_content == f"page 1 of {meta['doc_id']}"  # no text layer, no filename: a label
+    assert docs[0].id == meta["page_id"] == f"{meta['doc_id']}:p1" and 0 <= meta["relevance"] <= 1
     assert [d.metadata["score"] for d in docs] == sorted((d.metadata["score"] for d in docs), reverse=True)
     assert "image_base64" not in meta
 
@@ -68,6 +69,13 @@ def test_per_call_arguments_override_fields(index):
     with_image = retriever.invoke(QUERY, k=1, include_image=True)[0].metadata
     assert base64.b64decode(with_image["image_base64"]) == Path(with_image["image_path"]).read_bytes()
     assert with_image["mime_type"] == "image/png"
+
+
+def test_search_kwargs_set_the_search_fields(index):
+    retriever = SAPRetriever(index=index, search_kwargs={"k": 1, "filter": {"team": "b"}, "two_stage": True})
+    assert (retriever.k, retriever.filter, retriever.two_stage) == (1, {"team": "b"}, True)
+    (doc,) = retriever.invoke(QUERY)
+    assert doc.metadata["team"] == "b"
 
 
 def test_async_and_batch_match_invoke(index):
@@ -90,6 +98,12 @@ def test_errors_are_clear(index, tmp_path):
         SAPRetriever(index=index, filter={"team": ["a", 1]})
     with pytest.raises(InvalidInputError, match="unknown arguments"):
         SAPRetriever(index=index).invoke(QUERY, top_k=3)
+    with pytest.raises(InvalidInputError, match="top_k"):
+        SAPRetriever(index=index, top_k=3)  # never silently ignored
+    with pytest.raises(InvalidInputError, match="fetch_k"):
+        SAPRetriever(index=index, search_kwargs={"fetch_k": 3})
+    with pytest.raises(InvalidInputError, match="both"):
+        SAPRetriever(index=index, k=2, search_kwargs={"k": 3})
     with pytest.raises(InvalidInputError, match="SAPIndex"):
         SAPRetriever(index=42)
 
@@ -115,7 +129,8 @@ def test_add_paths_unreadable_file(empty_index, folder):
 
 
 def test_add_documents_from_a_loader(empty_index, folder):
-    # A PDF loader gives one Document per page, each naming the file in metadata["source"].
+    # A PDF loader gives one Document per page, each naming the file in metadata["source"] and the
+    # 0-based page in metadata["page"].
     pdf = str(folder / "report.pdf")
     loaded = [
         Document(page_content=f"text {i}", metadata={"source": pdf, "page": i, "author": "ann"}) for i in range(2)
@@ -123,9 +138,11 @@ def test_add_documents_from_a_loader(empty_index, folder):
     loaded.append(Document(page_content="", metadata={"file_path": str(folder / "a.png")}))
     retriever = SAPRetriever(index=empty_index, k=5)
     ids = retriever.add_documents(loaded)
-    assert len(ids) == 2 and len(empty_index) == 3
-    pages = retriever.invoke(QUERY, filter={"doc_id": ids[0]})
-    assert sorted(d.metadata["page_number"] for d in pages) == [1, 2]
+    doc_id = ids[0].rsplit(":p", 1)[0]
+    assert ids[:2] == [f"{doc_id}:p1", f"{doc_id}:p2"] and ":p" not in ids[2]  # a page id per page, a doc id per file
+    assert len(empty_index) == 3
+    pages = retriever.invoke(QUERY, filter={"doc_id": doc_id})
+    assert sorted(d.id for d in pages) == ids[:2]
     assert pages[0].metadata["author"] == "ann" and "page" not in pages[0].metadata  # per-page keys dropped
     with pytest.raises(InvalidInputError, match="source"):
         retriever.add_documents([Document(page_content="no file")])
@@ -139,12 +156,9 @@ def test_from_paths_creates_then_reopens(tmp_path, folder, tiny_encoder):
     try:
         assert len(retriever.invoke(QUERY)) == 2 and len(retriever.index) == 3
     finally:
-        retriever.index.close()
-    again = SAPRetriever.from_paths(folder / "a.png", path, k=1)  # existing index: no encoder needed
-    try:
+        retriever.close()
+    with SAPRetriever.from_paths(folder / "a.png", path, k=1) as again:  # existing index: no encoder needed
         assert len(again.index) == 3 and len(again.invoke(QUERY)) == 1
-    finally:
-        again.index.close()
     with pytest.raises(IndexNotFoundError, match="encoder"):
         SAPRetriever.from_paths(folder, tmp_path / "other")
 

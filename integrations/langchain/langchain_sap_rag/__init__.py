@@ -1,15 +1,34 @@
 """LangChain integration of sap-rag.
 
-- :class:`SAPRetriever`: a ``BaseRetriever`` over a ``SAPIndex`` (``k``, ``filter``, per-call
-  ``k``/``filter``/``include_image``), returning page ``Document``\\ s whose metadata carries the page
-  image; it also indexes files (:meth:`SAPRetriever.from_paths`, ``add_paths``, ``add_documents``).
-- :func:`page_image_blocks` / :func:`page_images_message`: retrieved pages as multimodal message
-  content for a chat model, e.g. in an LCEL chain.
+- :class:`SAPVectorStore`: a ``VectorStore`` over a ``SAPIndex`` (add/upsert/delete/get by page or
+  document id, similarity and relevance search by text or image, ``as_retriever``); works with
+  LangChain's indexing API and its composite retrievers.
+- :class:`SAPRetriever`: a ``BaseRetriever`` over a ``SAPIndex`` with per-call search options.
+- :class:`SAPPageLoader`: PDFs and images as one ``Document`` per page (text layer, content hash).
+- :func:`create_page_retriever_tool`: a tool for agents whose content is the pages' text and images.
+- :func:`page_image_blocks` / :func:`page_images_message` / :func:`page_content_blocks`: retrieved
+  pages as multimodal message content for a chat model, e.g. in an LCEL chain.
 
+Every retrieved ``Document`` is one page: ``page_content`` its text, ``id`` its page id, and
+metadata with ``page_id``, ``doc_id``, ``page_number``, ``score``, ``relevance`` and ``image_path``.
 All behaviour lives in ``sap_rag``; this package translates types and call conventions.
 """
 
-from .messages import page_image_blocks, page_images_message
-from .retrievers import SAPRetriever, hit_to_document
+from .documents import hit_to_document
+from .loaders import SAPPageLoader
+from .messages import page_content_blocks, page_image_blocks, page_images_message
+from .retrievers import SAPRetriever
+from .tools import create_page_retriever_tool
+from .vectorstores import SAPVectorStore, SAPVectorStoreRetriever
 
-__all__ = ["SAPRetriever", "hit_to_document", "page_image_blocks", "page_images_message"]
+__all__ = [
+    "SAPPageLoader",
+    "SAPRetriever",
+    "SAPVectorStore",
+    "SAPVectorStoreRetriever",
+    "create_page_retriever_tool",
+    "hit_to_document",
+    "page_content_blocks",
+    "page_image_blocks",
+    "page_images_message",
+]

@@ -12,14 +12,24 @@ from langchain_core.messages import HumanMessage
 
 from sap_rag.errors import InvalidInputError
 
-from .retrievers import _mime_type
+from .documents import mime_type
 
-__all__ = ["page_image_blocks", "page_images_message"]
+__all__ = ["page_content_blocks", "page_image_blocks", "page_images_message"]
 
 
 def _label(metadata: dict[str, Any]) -> str:
     source = metadata.get("filename") or metadata.get("source") or metadata.get("doc_id", "?")
     return f"Page {metadata.get('page_number', '?')} of {source}"
+
+
+def _image_block(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    data = metadata.get("image_base64")
+    path = metadata.get("image_path")
+    if data is None:
+        if not path:
+            return None
+        data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return {"type": "image", "base64": data, "mime_type": metadata.get("mime_type") or mime_type(path or "x.png")}
 
 
 def page_image_blocks(documents: Sequence[Document], *, labels: bool = True) -> list[dict[str, Any]]:
@@ -37,18 +47,34 @@ def page_image_blocks(documents: Sequence[Document], *, labels: bool = True) -> 
     blocks: list[dict[str, Any]] = []
     for document in documents:
         metadata = document.metadata or {}
-        data = metadata.get("image_base64")
-        path = metadata.get("image_path")
-        if data is None:
-            if not path:
-                raise InvalidInputError(
-                    f"{_label(metadata)} carries no page image (no image_path or image_base64 in its metadata)"
-                )
-            data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-        mime_type = metadata.get("mime_type") or (_mime_type(path) if path else "image/png")
+        image = _image_block(metadata)
+        if image is None:
+            raise InvalidInputError(
+                f"{_label(metadata)} carries no page image (no image_path or image_base64 in its metadata)"
+            )
         if labels:
             blocks.append({"type": "text", "text": _label(metadata)})
-        blocks.append({"type": "image", "base64": data, "mime_type": mime_type})
+        blocks.append(image)
+    return blocks
+
+
+def page_content_blocks(documents: Sequence[Document], *, images: bool = True) -> list[dict[str, Any]]:
+    """Content blocks that let a model read retrieved pages: per page, its text, then its image.
+
+    Each page gives ``{"type": "text", "text": "[<page id>] Page 2 of report.pdf\\n<page text>"}``
+    and, with ``images`` and where the page has an image, LangChain's standard image block
+    ``{"type": "image", "base64": ..., "mime_type": ...}``. Used as a tool's content (see
+    :func:`~langchain_sap_rag.create_page_retriever_tool`) or in a ``HumanMessage``.
+    """
+    blocks: list[dict[str, Any]] = []
+    for document in documents:
+        metadata = document.metadata or {}
+        page_id = document.id or metadata.get("page_id")
+        header = f"[{page_id}] {_label(metadata)}" if page_id else _label(metadata)
+        blocks.append({"type": "text", "text": f"{header}\n{document.page_content}".rstrip()})
+        image = _image_block(metadata) if images else None
+        if image is not None:
+            blocks.append(image)
     return blocks
 
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import logging
-import mimetypes
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
@@ -19,65 +16,41 @@ from pydantic import ConfigDict, Field
 from sap_rag.errors import InvalidInputError
 from sap_rag.index import parse_filter
 
-from ._core import index_paths, open_index, open_or_create_index
+from . import _adding
+from ._core import SEARCH_OPTIONS, check_options, index_paths, open_index, open_or_create_index, search_pages
+from .documents import PATH_METADATA_KEYS, hit_to_document
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["PATH_METADATA_KEYS", "SAPRetriever", "hit_to_document"]
 
-PATH_METADATA_KEYS = ("source", "file_path")
-"""Metadata keys read, in this order, as the file a LangChain ``Document`` came from (loaders set ``source``)."""
-
-
-def _mime_type(path: str | os.PathLike) -> str:
-    return mimetypes.guess_type(os.fspath(path))[0] or "image/png"
-
-
-def hit_to_document(hit: Any, *, include_image: bool = False) -> Document:
-    """One ``SAPIndex`` search hit as a LangChain ``Document``.
-
-    ``page_content`` is empty (the page is an image); ``metadata`` is the document's metadata plus
-    ``doc_id``, ``page_number``, ``score`` and ``image_path`` (str, or None for a page stored
-    without an image), and with ``include_image`` also ``image_base64`` and ``mime_type``.
-    """
-    image_path = os.fspath(hit.image_path) if hit.image_path is not None else None
-    metadata = {
-        **(hit.metadata or {}),
-        "doc_id": hit.doc_id,
-        "page_number": hit.page_number,
-        "score": float(hit.score),
-        "image_path": image_path,
-    }
-    if include_image and image_path is not None:
-        metadata["image_base64"] = base64.b64encode(Path(image_path).read_bytes()).decode("ascii")
-        metadata["mime_type"] = _mime_type(image_path)
-    return Document(page_content="", metadata=metadata, id=f"{hit.doc_id}:p{hit.page_number}")
-
-
-def _common_metadata(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The key/value pairs all of ``items`` agree on (per-file keys survive, per-page ones drop out)."""
-    first = dict(items[0])
-    return {key: value for key, value in first.items() if all(key in m and m[key] == value for m in items[1:])}
+_CALL_OPTIONS = ("k", *SEARCH_OPTIONS, "include_image")
 
 
 class SAPRetriever(BaseRetriever):
-    """Retrieve page images from a ``SAPIndex`` (MaxSim over SAP-pruned ColPali-family anchors).
+    """Retrieve pages from a ``SAPIndex`` (MaxSim over SAP-pruned ColPali-family anchors).
 
-    Returns ``Document``\\ s with empty ``page_content`` whose ``metadata`` carries ``image_path``,
-    ``doc_id``, ``page_number``, ``score`` and the document's metadata (and, with
-    ``include_image=True``, ``image_base64`` and ``mime_type``). Per call, ``k``, ``filter`` and
-    ``include_image`` override the fields: ``retriever.invoke("revenue 2023?", k=1)``.
+    Returns one ``Document`` per page: ``page_content`` is the page text (PDF text layer, else a
+    short label; never empty), ``id`` the page id (``<doc_id>:p<n>``), and ``metadata`` the
+    document's metadata plus ``page_id``, ``doc_id``, ``page_number``, ``score`` (raw MaxSim),
+    ``relevance`` (in [0, 1]) and ``image_path``. Per call, every field but ``index`` can be
+    overridden: ``retriever.invoke("revenue 2023?", k=1, filter={...})``; an unknown keyword is an
+    error. The query may also be a ``PIL.Image.Image`` (search by image).
 
     Build one from an index (``SAPRetriever(index=SAPIndex.open(path))``, or ``index=path``), or
     from files in one step with :meth:`from_paths`. :meth:`add_paths` and :meth:`add_documents` index
-    more files through the retriever.
+    more files through the retriever. :meth:`close` (or ``with``) closes the index.
 
     Attributes:
         index: the ``SAPIndex`` searched (a path is opened with ``SAPIndex.open``).
         k: pages per query.
         filter: ``SAPIndex`` filter: payload key -> value or list of values (any of), all keys
             required; keys are ``doc_id``, ``page_number`` or document metadata keys.
-        include_image: add each page's image as base64 to its metadata.
+        two_stage, prefetch, coarse: staged-search overrides (see ``SAPIndex.search``); None keeps
+            the index's settings.
+        include_image: add each page's image as base64 to its metadata (off by default: images
+            stay out of callbacks and traces; ``create_page_retriever_tool`` and
+            ``page_images_message`` put them into message content instead).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -85,40 +58,56 @@ class SAPRetriever(BaseRetriever):
     index: Any = Field(description="The SAPIndex searched, or the path of one.")
     k: int = Field(default=4, ge=1, description="Pages per query.")
     filter: dict[str, Any] | None = Field(default=None, description="SAPIndex filter dict.")
+    two_stage: bool | str | None = Field(default=None, description="Staged search: True, False or 'auto'.")
+    prefetch: int | None = Field(default=None, ge=1, description="Candidates the exact MaxSim stage reranks.")
+    coarse: int | None = Field(default=None, ge=1, description="Candidates of the first staged-search stage.")
     include_image: bool = Field(default=False, description="Add image_base64 and mime_type to the metadata.")
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, read_only: bool = False, search_kwargs: Mapping[str, Any] | None = None, **kwargs: Any):
+        """Fields as keywords. ``search_kwargs`` (LangChain's usual spelling) may set the search fields
+        instead: ``SAPRetriever(index=..., search_kwargs={"k": 2, "filter": {...}})``. ``read_only=True``
+        with an index path opens it for searching, shared with other read-only opens (other processes,
+        web workers); see ``SAPIndex.open``. An unknown keyword is an error.
+        """
+        check_options(kwargs, type(self).model_fields, "SAPRetriever")
+        if search_kwargs:
+            check_options(search_kwargs, _CALL_OPTIONS, "SAPRetriever(search_kwargs=...)")
+            both = sorted(set(search_kwargs) & set(kwargs))
+            if both:
+                raise InvalidInputError(
+                    f"SAPRetriever got {both} both as keywords and in search_kwargs; give each once"
+                )
+            kwargs.update(search_kwargs)
         # Opened before pydantic validates, so the core's errors reach the caller as they are
         # (pydantic would wrap them in a ValidationError).
         if "index" in kwargs:
-            kwargs["index"] = open_index(kwargs["index"])
+            kwargs["index"] = open_index(kwargs["index"], **({"read_only": True} if read_only else {}))
         if kwargs.get("filter") is not None:
             parse_filter(kwargs["filter"])  # a bad filter fails here, not at the first query
         super().__init__(**kwargs)
 
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the index and release its lock (idempotent)."""
+        self.index.close()
+
+    def __enter__(self) -> SAPRetriever:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # --- retrieval -----------------------------------------------------------------------
 
     def _get_relevant_documents(
-        self,
-        query: str,
-        *,
-        run_manager: CallbackManagerForRetrieverRun,
-        k: int | None = None,
-        filter: dict[str, Any] | None = None,
-        include_image: bool | None = None,
-        **kwargs: Any,
+        self, query: Any, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        if kwargs:
-            raise InvalidInputError(
-                f"SAPRetriever got unknown arguments {sorted(kwargs)}; per call it takes k, filter and include_image"
-            )
-        hits = self.index.search(
-            query,
-            k=self.k if k is None else k,
-            filter=self.filter if filter is None else filter,
-        )
-        with_image = self.include_image if include_image is None else include_image
-        return [hit_to_document(hit, include_image=with_image) for hit in hits]
+        check_options(kwargs, _CALL_OPTIONS, "SAPRetriever")
+        settings = {name: kwargs.get(name, getattr(self, name)) for name in _CALL_OPTIONS}
+        options = {name: settings[name] for name in SEARCH_OPTIONS if settings[name] is not None}
+        hits = search_pages(self.index, query, settings["k"], options)
+        return [hit_to_document(hit, include_image=bool(settings["include_image"])) for hit in hits]
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
@@ -147,25 +136,15 @@ class SAPRetriever(BaseRetriever):
             paths = [paths]
         return index_paths(self.index, paths, metadata=metadata, skip_errors=skip_errors)
 
-    def add_documents(self, documents: Sequence[Document], *, skip_errors: bool = False) -> list[str]:
-        """Index the files that LangChain ``Document``\\ s come from; return the doc ids, one per file.
+    def add_documents(self, documents: Sequence[Document], *, ids: Sequence[str | None] | None = None) -> list[str]:
+        """Index the pages LangChain ``Document``\\ s name; as ``SAPVectorStore.add_documents``.
 
         A document names its file in ``metadata["source"]`` (what LangChain's loaders set) or
-        ``metadata["file_path"]``. Documents naming the same file (a loader's pages) index it once,
-        with the metadata they all agree on.
+        ``metadata["file_path"]``, and a page in ``metadata["page"]`` (0-based). Without ids,
+        Documents naming the same file index it once (content-hash id; a changed file replaces its
+        old pages) and each gets back its page id; with ids, each is the document of its id.
         """
-        groups: dict[str, list[Mapping[str, Any]]] = {}
-        for number, document in enumerate(documents):
-            meta = document.metadata or {}
-            path = next((meta[key] for key in PATH_METADATA_KEYS if meta.get(key)), None)
-            if path is None:
-                raise InvalidInputError(
-                    f"document {number} (id={document.id!r}) names no file: set metadata['source'] to the path "
-                    "of a PDF or image"
-                )
-            groups.setdefault(os.fspath(path), []).append(meta)
-        per_file = {path: _common_metadata(metas) for path, metas in groups.items()}
-        return index_paths(self.index, list(groups), per_file_metadata=per_file, skip_errors=skip_errors)
+        return _adding.add_documents(self.index, documents, ids)
 
     @classmethod
     def from_paths(
@@ -192,10 +171,6 @@ class SAPRetriever(BaseRetriever):
             k, filter, include_image: the retriever's fields.
             create_kwargs: passed to ``SAPIndex.create`` (``keep_ratio``...).
         """
-        if isinstance(encoder, str):
-            from sap_rag import load_encoder
-
-            encoder = load_encoder(encoder)
         index = open_or_create_index(index_path, encoder=encoder, **create_kwargs)
         try:
             retriever = cls(index=index, k=k, filter=filter, include_image=include_image)
