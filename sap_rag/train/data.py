@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -32,12 +33,19 @@ class PageSet:
         return len(self.pages)
 
 
-def render_pages(seeds: list[int], pages_per_seed: int, size: tuple[int, int], *, show_progress: bool = True) -> PageSet:
-    """Render ``pages_per_seed`` pages for each seed (one corpus per seed) at ``size`` (width, height)."""
+def render_pages(
+    seeds: list[int], pages_per_seed: int, size: tuple[int, int], *, show_progress: bool = True, cover: bool = False
+) -> PageSet:
+    """Render ``pages_per_seed`` pages for each seed (one corpus per seed) at ``size`` (width, height).
+
+    ``cover``: draw only each page's title (same fonts, sizes and places): the curriculum's first stage.
+    """
     pages: list[ReportPage] = []
     corpus: list[int] = []
     for number, seed in enumerate(seeds):
         batch = make_pages(pages_per_seed, seed, start=len(pages))
+        if cover:
+            batch = [dataclasses.replace(page, kind="cover") for page in batch]
         pages += batch
         corpus += [number] * len(batch)
     width, height = size

@@ -62,7 +62,9 @@ def word_tokenizer(vocab_size_hint: int = 0):
     for word in words:
         vocab.setdefault(word, len(vocab))
     tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKD(), normalizers.StripAccents(), normalizers.Lowercase()])
+    tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.NFKD(), normalizers.StripAccents(), normalizers.Lowercase()]
+    )
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True)]
     )
@@ -87,6 +89,11 @@ class ModelShape:
     vision_width: int = 96
     vision_heads: int = 4
     max_visual_tokens: int = 117  # 9 x 13 tokens of 28 px: a 252 x 364 page
+    # Pixel normalisation: (x - mean) / std. Mean 1 makes white paper 0, so a blank patch embeds to
+    # nothing and ink carries the signal; with CLIP's mean (~0.48) white is +1.9 on every channel
+    # and dominates every patch (tokens of one page start with cosine ~0.8 to each other).
+    pixel_mean: float = 1.0
+    pixel_std: float = 0.5
 
 
 def init_for_training(model: nn.Module, seed: int, num_layers: int) -> nn.Module:
@@ -132,6 +139,8 @@ def build_toy_colqwen2(shape: ModelShape, seed: int) -> tuple[nn.Module, object]
         patch_size=14,
         merge_size=2,
         temporal_patch_size=2,
+        image_mean=[shape.pixel_mean] * 3,
+        image_std=[shape.pixel_std] * 3,
     )
     head_dim = shape.hidden // shape.heads
     half = head_dim // 2

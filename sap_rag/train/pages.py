@@ -104,11 +104,15 @@ class ReportPage:
         return text, answer
 
 
-def make_pages(num_pages: int, seed: int, *, num_fonts: int = 4, start: int = 0) -> list[ReportPage]:
+def make_pages(
+    num_pages: int, seed: int, *, num_fonts: int = 4, start: int = 0, title_sizes: tuple[float, float] = (0.085, 0.11)
+) -> list[ReportPage]:
     """``num_pages`` pages with distinct (company, metric) pairs, deterministic per ``seed``.
 
     At most ``len(COMPANIES) * len(METRICS)`` pages (160). Pages come in runs of two or three per
-    company so that a corpus holds the hard negatives a reader must tell apart.
+    company so that a corpus holds the hard negatives a reader must tell apart. ``title_sizes`` is
+    the range of the title's font size as a fraction of the page width (0.1 of a 252-px page is one
+    28-px token row per line of title: big enough for a small model to read).
     """
     limit = len(COMPANIES) * len(METRICS)
     if not 1 <= num_pages <= limit:
@@ -137,7 +141,7 @@ def make_pages(num_pages: int, seed: int, *, num_fonts: int = 4, start: int = 0)
                 kind=KINDS[int(rng.integers(len(KINDS)))],
                 values=values,
                 font=int(rng.integers(num_fonts)),
-                title_size=float(rng.uniform(0.055, 0.075)),
+                title_size=float(rng.uniform(*title_sizes)),
                 centered=bool(rng.random() < 0.3),
                 band=bool(rng.random() < 0.35),
                 palette=int(rng.integers(4)),

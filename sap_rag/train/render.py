@@ -24,11 +24,12 @@ FONTS = (
     ("DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf"),
     ("STIXGeneral.ttf", "STIXGeneralBol.ttf"),
 )
+# (title colour, title band colour, bar colours...): dark ink on light bands, one polarity for a small model
 _PALETTES = (
-    ("#1f4e79", "#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3"),
-    ("#7a1f1f", "#C44E52", "#8172B3", "#4C72B0", "#DD8452", "#55A868"),
-    ("#1f5e3a", "#55A868", "#4C72B0", "#C44E52", "#DD8452", "#8172B3"),
-    ("#333333", "#8172B3", "#55A868", "#DD8452", "#4C72B0", "#C44E52"),
+    ("#1f4e79", "#dbe5f1", "#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3"),
+    ("#7a1f1f", "#f2dcdc", "#C44E52", "#8172B3", "#4C72B0", "#DD8452", "#55A868"),
+    ("#1f5e3a", "#dcefe2", "#55A868", "#4C72B0", "#C44E52", "#DD8452", "#8172B3"),
+    ("#333333", "#e6e6e6", "#8172B3", "#55A868", "#DD8452", "#4C72B0", "#C44E52"),
 )
 
 
@@ -55,18 +56,23 @@ def render_report_page(page: ReportPage, size: tuple[int, int] = PAGE_SIZE) -> I
     u = width / 336  # one unit = one pixel of the base page
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)
-    dark, *colors = _PALETTES[page.palette % len(_PALETTES)]
+    dark, light, *colors = _PALETTES[page.palette % len(_PALETTES)]
     margin = 18 * u
     y = 16 * u
     title_font = _font(page.font, True, round(page.title_size * width))
     lines = _wrap_to(draw, page.title, title_font, width - 2 * margin)
     line_height = title_font.size * 1.25
     if page.band:
-        draw.rectangle((0, 0, width, y + line_height * len(lines) + 8 * u), fill=dark)
+        draw.rectangle((0, 0, width, y + line_height * len(lines) + 8 * u), fill=light)
     for line in lines:
         x = (width - _text_width(draw, line, title_font)) / 2 if page.centered else margin
-        draw.text((x, y), line, font=title_font, fill="white" if page.band else dark)
+        draw.text((x, y), line, font=title_font, fill=dark)
         y += line_height
+    footer = _font(page.font, False, round(9 * u))
+    label = f"page {page.index + 1}"
+    draw.text(((width - _text_width(draw, label, footer)) / 2, height - 20 * u), label, font=footer, fill="#666666")
+    if page.kind == "cover":  # the title alone: the training curriculum's first stage
+        return image
     y += 14 * u
     body = _font(page.font, False, round(10.5 * u))
     for line in _wrap_to(draw, page.paragraph, body, width - 2 * margin):
@@ -82,9 +88,6 @@ def render_report_page(page: ReportPage, size: tuple[int, int] = PAGE_SIZE) -> I
         for line in _wrap_to(draw, extra, body, width - 2 * margin):
             draw.text((margin, y), line, font=body, fill="#222222")
             y += body.size * 1.3
-    footer = _font(page.font, False, round(9 * u))
-    label = f"page {page.index + 1}"
-    draw.text(((width - _text_width(draw, label, footer)) / 2, height - 20 * u), label, font=footer, fill="#666666")
     return image
 
 
@@ -138,5 +141,8 @@ def _chart(
         draw.rectangle((bar_left, bar_top, bar_left + slot * 0.6, bottom), fill=colors[i % len(colors)])
         label = str(year)
         draw.text(
-            (bar_left + slot * 0.3 - _text_width(draw, label, small) / 2, bottom + 3 * u), label, font=small, fill="black"
+            (bar_left + slot * 0.3 - _text_width(draw, label, small) / 2, bottom + 3 * u),
+            label,
+            font=small,
+            fill="black",
         )
