@@ -17,8 +17,10 @@ records them itself (fields of the same names on ``PageEncoding``), this module 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -32,7 +34,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["attach_spare_inputs", "capture_projection", "projection_module", "query_prompt_embedding"]
+__all__ = [
+    "attach_spare_inputs",
+    "cached_spare_inputs",
+    "capture_projection",
+    "projection_module",
+    "query_prompt_embedding",
+]
+
+SIDECAR = "spare_inputs.pt"
 
 # colpali-engine's name for the final projection: ColPali/ColQwen*/ColGemma3 and ColIdefics3.
 _PROJECTION_NAMES = ("custom_text_proj", "linear")
@@ -140,3 +150,55 @@ def query_prompt_embedding(encoder: PageEncoder) -> torch.Tensor:
     output = encoder.model(**batch)
     mask = batch["attention_mask"][0].bool()
     return output[0, mask].to(torch.float32).cpu()
+
+
+def cached_spare_inputs(
+    encoder: PageEncoder,
+    pages: Sequence[PageEncoding],
+    images: Callable[[], Sequence[Any]],
+    cache_dir: str | os.PathLike,
+    *,
+    refresh: bool = False,
+    **encode_options: Any,
+) -> torch.Tensor:
+    """Attach SPARE's inputs to ``pages`` from ``<cache_dir>/spare_inputs.pt``, computing them once.
+
+    Args:
+        encoder: the page encoder (called only when the file is missing, stale or ``refresh``).
+        pages: the encoded pages (e.g. an evaluation-cache entry's), in image order.
+        images: returns the page images, in the same order (only called when encoding).
+        cache_dir: the directory of the pages' cache entry; the file is written there atomically.
+        refresh: recompute even if the file exists.
+        encode_options: passed to :func:`attach_spare_inputs`.
+
+    Returns:
+        The query-prompt vectors ``(M, dim)`` (:func:`query_prompt_embedding`), cached alongside.
+    """
+    path = Path(cache_dir) / SIDECAR
+    pages = list(pages)
+    if path.is_file() and not refresh:
+        try:
+            data = torch.load(path, weights_only=True)
+            fits = len(data["features"]) == len(pages) and all(
+                f.shape == p.embeddings.shape for f, p in zip(data["features"], pages, strict=True)
+            )
+        except (OSError, RuntimeError, KeyError, TypeError, ValueError) as exc:
+            logger.warning("SPARE inputs: ignoring unreadable %s (%s)", path, exc)
+            fits = False
+        if fits:
+            for page, features, last in zip(pages, data["features"], data["last_token"], strict=True):
+                page.features = features  # type: ignore[attr-defined]
+                page.last_token_embedding = last  # type: ignore[attr-defined]
+            return data["query_prompt"]
+    attach_spare_inputs(encoder, images(), pages, **encode_options)
+    prompt = query_prompt_embedding(encoder)
+    data = {
+        "features": [p.features for p in pages],  # type: ignore[attr-defined]
+        "last_token": [p.last_token_embedding for p in pages],  # type: ignore[attr-defined]
+        "query_prompt": prompt,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(data, tmp)
+    os.replace(tmp, path)
+    return prompt
