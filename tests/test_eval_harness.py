@@ -146,6 +146,13 @@ def test_benchmark_score_retention_weighs_pairs_by_their_full_score():
     assert sap.score_retention == pytest.approx(0.15)
     assert sap.score_retention_per_pair == pytest.approx(1.15 / 3)
     assert full.score_retention == 1.0 and full.score_retention_per_pair == pytest.approx(2 / 3)
+    # The report shows both, labelled, in columns that line up with the header.
+    from sap_rag.eval.reports import _detail_table
+
+    lines = _detail_table([full, sap], "hand").splitlines()
+    assert "| SR | SR per-pair mean |" in lines[0]
+    assert len({line.count("|") for line in lines}) == 1
+    assert "| 0.150 | 0.383 |" in lines[-1]
 
 
 def test_spare_variants_get_their_encoder_side_inputs(tmp_path, tiny_encoder, monkeypatch):
