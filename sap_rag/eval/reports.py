@@ -123,7 +123,8 @@ def markdown_report(results: EvalResults) -> str:
         "NDCG retention = pruned NDCG / unpruned NDCG. SR = benchmark Score Retention as the SAP authors report "
         "it: mean(pruned MaxSim) / mean(full MaxSim) over the relevant (query, page) pairs. SR per-pair mean = "
         "the mean of pruned / full per pair, a pair whose full MaxSim is not positive scoring 0 (what the "
-        "calibration curve averages; below 1 even unpruned when such pairs exist). Bytes count float16 storage (2 x dim bytes per vector). Search time: "
+        "calibration curve averages; below 1 even unpruned when such pairs exist). "
+        "Bytes count float16 storage (2 x dim bytes per vector). Search time: "
         "brute-force MaxSim of one query against every page of the dataset (median over queries). "
         f"Stochastic pruners are averaged over seeds {results.config.get('seeds')}. "
         "'mean' rows average the datasets (retention = mean / mean); 'union' rows search all datasets as one.",
