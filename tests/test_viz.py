@@ -24,14 +24,17 @@ def test_overlay_outlines_the_kept_patches_and_colours_by_score(tiny_encoders, f
     )
     overlay = Image.open(path).convert("RGB")
     rendered = render_overlay(image, page, pruned, document="report.pdf", page_number=3, keep_ratio=0.1)
-    # The page keeps its size at the top left; the colour bar is to its right, the caption below.
-    assert overlay.size == rendered.image.size
-    assert rendered.page_box == (0, 0, image.size[0] - 1, image.size[1] - 1)
-    assert overlay.size[0] > image.size[0] and overlay.size[1] > image.size[1]
+    # The picture has the page image's size; the page, scaled down a little and keeping its aspect
+    # ratio, sits at the top left, the colour bar to its right, the caption below.
+    assert overlay.size == rendered.image.size == image.size
+    px0, py0, px1, py1 = rendered.page_box
+    page_w, page_h = px1 + 1, py1 + 1
+    assert (px0, py0) == (0, 0) and 0.6 * image.size[0] < page_w < image.size[0] and page_h < image.size[1]
+    assert page_w / page_h == pytest.approx(image.size[0] / image.size[1], rel=0.02)
     x0, y0, x1, y1 = rendered.colorbar_box
-    assert x0 >= image.size[0] and 0 < y0 < y1 < image.size[1]
+    assert page_w <= x0 < x1 < image.size[0] and 0 < y0 < y1 <= page_h
     rows, cols = page.grid_shape
-    cell_w, cell_h = image.size[0] / cols, image.size[1] / rows
+    cell_w, cell_h = page_w / cols, page_h / rows
 
     def top_left(i):
         r, c = page.positions[i].tolist()
@@ -63,16 +66,15 @@ def test_overlay_outlines_the_kept_patches_and_colours_by_score(tiny_encoders, f
     # A pure-white page cell painted with the top score looks like the top of the bar.
     white = Image.new("RGB", image.size, "white")
     top = max(range(page.num_tokens), key=lambda i: (float(scores[i]), -float(page.extents[i].prod())))
-    r, c = (page.positions[top] + 0.5).tolist()
-    h, w = page.extents[top].tolist()
-    if h == 1 and w == 1:
+    if page.extents[top].tolist() == [1.0, 1.0]:
+        r, c = (page.positions[top] + 0.5).tolist()
         assert anchor_overlay(white, page).getpixel((int(c * cell_w), int(r * cell_h))) == _on_white(_heat_colour(1.0))
     # The caption: in the result, in the PNG's text chunk, and drawn (dark pixels under the page).
     k = max(1, int(0.1 * page.num_tokens))
     assert rendered.caption == f"report.pdf | page 3 | keep ratio 0.1 | {k} of {page.num_tokens} patches (anchors kept)"
     with Image.open(path) as png:
         assert png.text["Caption"] == rendered.caption
-    strip = overlay.crop((0, image.size[1], overlay.size[0], overlay.size[1])).convert("L")
+    strip = overlay.crop((0, page_h, overlay.size[0], overlay.size[1])).convert("L")
     assert min(strip.getdata()) < 80
 
 
@@ -93,7 +95,7 @@ def test_overlay_caption_for_a_merging_pruner_and_without_names(tiny_encoder):
     out = render_overlay(
         tiny, small, SAPPruner(0.5).prune(small), document="a_rather_long_file_name.pdf", page_number=12
     )
-    assert out.image.size[1] > 90 + 2 * 12 and out.image.size[0] > 60
+    assert out.image.size == (60, 90) and out.page_box[2] < 59
     assert "a_rather_long_file_name.pdf" in out.caption
 
 

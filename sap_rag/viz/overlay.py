@@ -1,7 +1,7 @@
 """The anchor overlay: a page with its SAP-score heatmap, the kept anchors outlined, a colour bar and a caption.
 
-Layout of the picture (the page keeps its own pixel size and sits at the top left, so a patch's
-box on the page is the same as on the overlay)::
+The picture has the page image's own size; the page is scaled down (a few percent on a real page)
+and sits at the top left, with the colour bar to its right and the caption under it::
 
     +-----------------+---+
     |  page + heatmap | c |   c: colour bar of the score, low (bottom) to high (top), with values
@@ -39,9 +39,9 @@ class Overlay:
     """A rendered overlay and what it shows.
 
     Attributes:
-        image: the RGB picture (page, colour bar to its right, caption below).
+        image: the RGB picture, of the page image's size (page, colour bar to its right, caption below).
         caption: the caption text drawn under the page.
-        page_box: where the page sits in ``image`` (its own size, at the top left).
+        page_box: where the (scaled) page sits in ``image``, at the top left.
         kept_boxes: token index -> its outlined box in ``image`` pixels, for each kept anchor.
         colorbar_box: where the colour bar's ramp sits in ``image``.
         score_range: ``(low, high)`` scores at the bottom and top of the colour bar.
@@ -154,7 +154,7 @@ def render_overlay(
     square).
 
     Args:
-        image: the page image (any size; it keeps its size inside the overlay).
+        image: the page image (any size; the overlay has the same size).
         page: the page's encoding (positions, extents, grid shape).
         pruned: what was kept; its ``indices`` are outlined (merging pruners have none).
         scores: ``(N,)`` values for the heatmap; default ``page.sap_scores``.
@@ -170,12 +170,32 @@ def render_overlay(
         raise InvalidInputError("the page has no SAP scores; encode it with its window or pass scores=")
     if values.shape[0] != page.num_tokens:
         raise InvalidInputError(f"{values.shape[0]} scores for a page of {page.num_tokens} tokens")
-    base = image.convert("RGB")
-    width, height = base.size
-    rows, cols = page.grid_shape
-    cell_h, cell_w = height / rows, width / cols
+    source = image.convert("RGB")
+    width, height = source.size
     low, high = float(values.min()), float(values.max())
     span = high - low or 1.0
+    caption = overlay_caption(page, pruned, document=document, page_number=page_number, keep_ratio=keep_ratio)
+    has_outlines = pruned is not None and pruned.indices is not None
+
+    # Panels sized from the page so that text stays legible on small and large pages alike.
+    font_size = min(30, max(9, round(min(width, height) / 30)))
+    font, small = _font(font_size), _font(max(8, round(font_size * 0.85)))
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    labels = [f"{high:.3g}", f"{(low + high) / 2:.3g}", f"{low:.3g}"]
+    label_w = max(int(measure.textlength(text, font=small)) for text in labels)
+    pad = max(4, font_size // 2)
+    bar_w = font_size
+    side_w = pad + bar_w + pad + label_w + pad
+    caption_lines = _wrap(measure, caption, font, width - 2 * pad)
+    line_h = font_size + pad // 2
+    caption_h = pad + line_h * (len(caption_lines) + (1 if has_outlines else 0)) + pad
+    # The picture keeps the page image's size: the page is scaled down to leave room for the bar
+    # and the caption (by a few percent on a real page).
+    scale = max(0.25, min((width - side_w) / width, (height - caption_h) / height))
+    page_w, page_h = max(1, round(width * scale)), max(1, round(height * scale))
+    base = source.resize((page_w, page_h), Image.Resampling.LANCZOS) if scale < 1 else source
+    rows, cols = page.grid_shape
+    cell_h, cell_w = page_h / rows, page_w / cols
     line = outline_width if outline_width is not None else max(2, round(min(cell_w, cell_h) / 20))
 
     def box(i: int) -> Box:
@@ -196,32 +216,14 @@ def render_overlay(
             kept_boxes[i] = box(i)
             outline.rectangle(kept_boxes[i], outline=_OUTLINE, width=line)
 
-    # Panels sized from the page so that text stays legible on small and large pages alike.
-    font_size = max(12, round(min(width, 1600) / 40))
-    font = _font(font_size)
-    small = _font(max(10, round(font_size * 0.85)))
-    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    labels = [f"{high:.3g}", f"{(low + high) / 2:.3g}", f"{low:.3g}"]
-    label_w = max(int(measure.textlength(text, font=small)) for text in labels)
-    bar_w = max(12, font_size)
-    pad = max(6, font_size // 2)
-    title_h = font_size + pad
-    side_w = pad + bar_w + pad + label_w + pad
-    caption = overlay_caption(page, pruned, document=document, page_number=page_number, keep_ratio=keep_ratio)
-    legend = "outlined: kept anchors" if kept_boxes else ""
-    total_w = width + side_w
-    caption_lines = _wrap(measure, caption, font, total_w - 2 * pad)
-    line_h = font_size + pad // 2
-    caption_h = pad + line_h * (len(caption_lines) + (1 if legend else 0)) + pad
-
-    canvas = Image.new("RGB", (total_w, height + caption_h), _PANEL)
+    canvas = Image.new("RGB", (width, height), _PANEL)
     canvas.paste(painted, (0, 0))
     ink = ImageDraw.Draw(canvas)
-    # Colour bar: the ramp as it looks on a white page, high at the top.
-    x0, x1 = width + pad, width + pad + bar_w - 1
-    y0, y1 = title_h + pad, max(title_h + pad + 20, height - pad)
-    title = score_label if measure.textlength(score_label, font=small) <= side_w - pad else "score"
-    ink.text((width + pad, pad // 2), title, fill=_INK, font=small)
+    # Colour bar right of the page: the ramp as it looks on a white page, high at the top.
+    x0, x1 = page_w + pad, page_w + pad + bar_w - 1
+    y0, y1 = font_size + 2 * pad, max(font_size + 2 * pad + 10, page_h - pad)
+    title = score_label if measure.textlength(score_label, font=small) <= width - page_w - pad else "score"
+    ink.text((page_w + pad, pad // 2), title, fill=_INK, font=small)
     for y in range(y0, y1 + 1):
         fraction = (y1 - y) / max(1, y1 - y0)
         ink.line([(x0, y), (x1, y)], fill=_on_white(_heat_colour(fraction)))
@@ -230,18 +232,18 @@ def render_overlay(
         ink.line([(x1 + 1, y), (x1 + pad // 2, y)], fill=_INK)
         ink.text((x1 + pad, y), text, fill=_INK, font=small, anchor="lm")
     # Caption under the page, then the outline legend with a swatch.
-    y = height + pad
+    y = page_h + pad
     for text in caption_lines:
         ink.text((pad, y), text, fill=_INK, font=font)
         y += line_h
-    if legend:
+    if has_outlines:
         swatch = max(2, min(line, font_size // 5))
         ink.rectangle((pad, y + 2, pad + font_size - 2, y + font_size - 2), outline=_OUTLINE, width=swatch)
-        ink.text((pad + font_size + pad // 2, y), legend, fill=_INK, font=small)
+        ink.text((pad + font_size + pad // 2, y), "outlined: kept anchors", fill=_INK, font=small)
     return Overlay(
         image=canvas,
         caption=caption,
-        page_box=(0, 0, width - 1, height - 1),
+        page_box=(0, 0, page_w - 1, page_h - 1),
         kept_boxes=kept_boxes,
         colorbar_box=(x0, y0, x1, y1),
         score_range=(low, high),
