@@ -84,8 +84,10 @@ def test_missing_inputs_fall_back_and_are_counted():
     page = page_from_embeddings(torch.eye(4).tolist())
     pruner = SpareLastTokenPruner(0.5)
     assert pruner.prune(page).num_kept == 2
-    assert pruner.config()["pages_without_features"] == 1 and pruner.config()["pages_without_text"] == 1
-    assert pruner.config()["text_side"] == "last_token"
+    assert pruner.run_stats()["pages_without_features"] == 1 and pruner.run_stats()["pages_without_text"] == 1
+    assert pruner.config() == {"name": "spare_lasttoken", "keep_ratio": 0.5, "text_side": "last_token", "strength": 1.0}
+    # The identity does not change with what the pruner has seen (index manifests compare it).
+    assert SpareLastTokenPruner(0.5).config() == pruner.config()
     assert make_pruner("spare", 0.5).config()["text_side"] == "query_prompt"
 
 
@@ -122,6 +124,6 @@ def test_encoder_side_inputs_on_a_tiny_model(tiny_encoder, pages):
     assert torch.allclose(prompt.norm(dim=-1), torch.ones(prompt.shape[0]), atol=1e-4)
     pruner = SparePruner(0.25).use_text(prompt)
     result = pruner.prune(encoded[0])
-    assert pruner.config()["pages_without_features"] == 0 and pruner.config()["pages_without_text"] == 0
+    assert pruner.run_stats() == {"text_vectors": prompt.shape[0], "pages_without_features": 0, "pages_without_text": 0}
     assert result.num_kept == max(1, int(0.25 * encoded[0].num_tokens))
     assert np.all(np.diff(result.indices.numpy()) > 0)

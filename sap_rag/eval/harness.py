@@ -428,7 +428,8 @@ def evaluate_sets(
                     pruned_sets.append(pruned)
                     seconds.append(per_page)
                     if pruner_log is not None:
-                        pruner_log.append({"dataset": target.name, "label": spec.label, **pruner.config()})
+                        stats = pruner.run_stats() if callable(getattr(pruner, "run_stats", None)) else {}
+                        pruner_log.append({"dataset": target.name, "label": spec.label, **pruner.config(), **stats})
                     run = _measure(target, pruned, refs[target.name], options)
                     measured[target.name].append({**run, "prune_ms_per_page": per_page * 1e3})
                 if union:

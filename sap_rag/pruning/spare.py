@@ -236,15 +236,18 @@ class SparePruner(Pruner):
         return select_rows(page, order, scores, k, self.name)
 
     def config(self) -> dict[str, Any]:
+        """The pruner's identity (stored in index manifests and compared on reopening)."""
         cfg = super().config()
-        cfg.update(
-            text_side=self.text_side.value,
-            strength=self.strength,
-            text_vectors=int(self.text.shape[0]) if self.text is not None else 0,
-            pages_without_features=self.pages_without_features,
-            pages_without_text=self.pages_without_text,
-        )
+        cfg.update(text_side=self.text_side.value, strength=self.strength)
         return cfg
+
+    def run_stats(self) -> dict[str, int]:
+        """What this pruner has seen so far (not part of its identity): pages pruned without inputs."""
+        return {
+            "text_vectors": int(self.text.shape[0]) if self.text is not None else 0,
+            "pages_without_features": self.pages_without_features,
+            "pages_without_text": self.pages_without_text,
+        }
 
 
 class SpareLastTokenPruner(SparePruner):
