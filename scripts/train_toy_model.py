@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     def on_best(model, processor, row: dict) -> None:
         # Keep the best held-out checkpoint on disk as training goes (a cut-off run still leaves one).
         save_checkpoint(model, processor, args.out)
-        (args.out / "heldout_scores.json").write_text(json.dumps(row, indent=1))
+        (args.out / "heldout_scores.json").write_text(json.dumps({"best": row, "provisional": True}, indent=1))
         best.update(row)
 
     result = train(
@@ -80,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     write_curve(result.curve, config.to_json(), curve_dir)
     plot_curve(result.curve, curve_dir / "training_curve.png")
+    if best:
+        from sap_rag.train.verify import finalize_checkpoint
+
+        finalize_checkpoint(args.out, config.to_json(), dict(best))
     logging.getLogger("train_toy_model").info(
         "final held-out NDCG@5 %.3f; best %.3f (step %s) saved in %s",
         result.final_ndcg5,

@@ -106,7 +106,7 @@ def test_training_script_runs_end_to_end(tmp_path):
         "config.json",
         "model.safetensors",
         "tokenizer.json",
-        "preprocessor_config.json",
+        "processor_config.json",
         "training_curve.csv",
         "training_curve.json",
         "training_curve.png",

@@ -71,3 +71,56 @@ def plot_curve(curve: list[dict], out_png: Path, title: str = "toy ColQwen2 trai
     out_png.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out_png)
     return out_png
+
+
+def write_model_card(out_dir: Path, config: dict, best: dict, subset: dict, *, provisional: bool) -> Path:
+    """The checkpoint's README.md: what it was trained on, how, its held-out scores, and what it is not."""
+    status = (
+        "**PROVISIONAL: this checkpoint did not reach the project's target (held-out NDCG@5 >= 0.80).** "
+        "It is the best one a 2-core training run reached in the time it had; see docs/toy-model.md.\n\n"
+        if provisional
+        else ""
+    )
+    shape = config["shape"]
+    seeds = f"{config['train_seeds'][0]}-{config['train_seeds'][-1]}"
+    pruned = subset[f"sap_{subset['keep_ratio']}_ndcg5"]
+    text = f"""---
+license: apache-2.0
+tags: [colpali, colqwen2, toy, synthetic, not-for-production]
+---
+# sap-rag-toy-colqwen2: a toy ColQwen2 trained from scratch on synthetic report pages
+
+{status}**This is a toy, not a production model.** It exists so that sap-rag's demo, tests and evaluation
+can run offline with a model that was trained for retrieval at all. It has read nothing but synthetic
+report pages about 20 invented companies and 8 metrics, 2019-2023; it knows ~270 lowercase words; it
+cannot read real documents, other languages, handwriting, photos or anything outside that vocabulary.
+For real use load a real checkpoint, e.g. `vidore/colqwen2-v1.0`.
+
+## Model
+- Architecture: colpali-engine `ColQwen2` (Qwen2-VL backbone, 128-d multi-vector output), built from
+  a config, every weight trained from scratch: {shape["layers"]} text layers of width {shape["hidden"]},
+  vision tower of {shape["vision_layers"]} layers of width {shape["vision_width"]},
+  {shape["max_visual_tokens"]} visual tokens per page (252 x 364 px, 28 px per token). Weights stored in float16.
+- Tokenizer: word level, lower-cased, digits split one by one, over the pages' vocabulary ([UNK] for anything else).
+- Image processor: Qwen2-VL with pixel mean 1.0 / std 0.5 (white paper is 0).
+
+## Training
+- Data: `sap_rag.train` report pages (titles, paragraphs, tables, bar charts, mixed layouts, 4 font
+  families, several title sizes, optional title bands), {len(config["train_seeds"])} corpora of
+  {config["pages_per_seed"]} pages (seeds {seeds}), each question naming a company and a metric so that
+  exactly one page of its corpus answers it.
+- Loss: colpali-engine `ColbertLoss` (in-batch, normalised scores, temperature {config["temperature"]},
+  smooth max tau {config["tau"]}), batch {config["batch_size"]} pages x {config["queries_per_page"]} question sets,
+  AdamW lr {config["lr"]} (warm-up {config["warmup_steps"]} steps, cosine), curriculum: title-only pages
+  first, phased out over {config["cover_steps"]} steps. Seed {config["seed"]}, one CPU thread.
+- Script: `scripts/train_toy_model.py` (curve in docs/toy-model/).
+
+## Held-out scores (pages and questions of seeds never trained on)
+- During training (seed {config["heldout_seeds"][0]}, {config["heldout_pages"]} pages, one question each): best NDCG@5
+  {best["heldout_ndcg5"]:.3f}, accuracy@1 {best["heldout_acc1"]:.3f} (step {best["step"]}).
+- Through `sap_rag.load_encoder` on the fixed test subset (seed {subset["seed"]}, {subset["pages"]} pages):
+  NDCG@5 {subset["ndcg5"]:.3f}; with SAP at keep ratio {subset["keep_ratio"]}: {pruned:.3f}.
+"""
+    path = out_dir / "README.md"
+    path.write_text(text)
+    return path
