@@ -33,7 +33,8 @@ def test_curve_covers_every_layer_and_matches_a_direct_computation(calibration, 
     for page, query in zip(pages, queries):
         k = max(1, int(0.25 * page.num_tokens))
         kept = sorted(range(page.num_tokens), key=lambda j: (-float(page.indegree[0][j]), j))[:k]
-        values.append(maxsim(query, page.embeddings[kept]) / maxsim(query, page.embeddings))
+        full = maxsim(query, page.embeddings)
+        values.append(maxsim(query, page.embeddings[kept]) / full if full > 0 else 0.0)
     assert calibration.sr_mean[0] == pytest.approx(sum(values) / len(values), abs=1e-5)
     assert calibration.sr_std[0] == pytest.approx(float(torch.tensor(values).std(unbiased=False)), abs=1e-5)
 
@@ -72,3 +73,30 @@ def test_bad_calibration_inputs_and_files(tiny_encoder, tmp_path):
     (tmp_path / "future.json").write_text(json.dumps({"format_version": 99}))
     with pytest.raises(CalibrationError, match="newer"):
         Calibration.load(tmp_path / "future.json")
+
+
+def test_a_pair_with_a_non_positive_full_score_counts_as_zero(tiny_encoder, pairs, calibration, monkeypatch):
+    # The authors' per-layer curve: such a pair scores 0 on every layer and stays in the average.
+    from sap_rag.calibration import layer_score_retention
+
+    e = torch.eye(3)
+    assert layer_score_retention(torch.zeros(2, 3), e, torch.arange(3.0), 0.5) == 0.0
+    assert layer_score_retention(-torch.ones(1, 3), e, torch.arange(3.0), 0.5) == 0.0
+    assert layer_score_retention(torch.ones(1, 3), e, torch.tensor([0.0, 2.0, 1.0]), 0.34) == 1.0
+
+    first = calibrate(tiny_encoder, pairs[:-1], keep_ratio=0.25, show_progress=False)
+    real = tiny_encoder.encode_queries
+
+    def zero_last(queries, **kwargs):
+        out = real(queries, **kwargs)
+        out[-1] = torch.zeros_like(out[-1])  # MaxSim 0 against any page
+        return out
+
+    monkeypatch.setattr(tiny_encoder, "encode_queries", zero_last)
+    with_zero = calibrate(tiny_encoder, pairs, keep_ratio=0.25, show_progress=False)
+    n = len(pairs)
+    assert with_zero.num_pairs == n and with_zero.extra["non_positive_pairs"] == 1
+    assert with_zero.sr_mean == pytest.approx([v * (n - 1) / n for v in first.sr_mean], abs=1e-6)
+    monkeypatch.setattr(tiny_encoder, "encode_queries", lambda q, **kw: [torch.zeros(2, tiny_encoder.dim)] * len(q))
+    with pytest.raises(CalibrationError, match="not positive"):
+        calibrate(tiny_encoder, pairs[:2], keep_ratio=0.25, show_progress=False)

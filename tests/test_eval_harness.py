@@ -123,10 +123,50 @@ def test_evaluate_encoded_on_hand_made_scores():
     # SPARE keeps the longer token 0 of each page: nothing lost.
     assert spare.score_retention == pytest.approx(1.0) and spare.ndcg_at_5 == 1.0
     assert spare.vectors_per_page == 1 and spare.compression == 2 and spare.ndcg_at_5_retention == 1.0
-    # SAP keeps token 1 of page 0 (SR 0.3 / 1 for q0) and token 0 of page 1 (SR 1 for q1): mean 0.65.
-    assert sap.score_retention == pytest.approx(0.65)
+    # SAP keeps token 1 of page 0 (0.3 of 1 for q0) and token 0 of page 1 (1 of 1 for q1):
+    # equal full scores, so the benchmark SR (0.3 + 1) / (1 + 1) equals the per-pair mean.
+    assert sap.score_retention == pytest.approx(0.65) and sap.score_retention_per_pair == pytest.approx(0.65)
+    assert full.score_retention == 1.0 and full.score_retention_per_pair == 1.0
     # q0 now scores 0.3 on page 0 and 0 on page 1: still first. Rankings survive.
     assert sap.recall_at_1 == 1.0
+
+
+def test_benchmark_score_retention_weighs_pairs_by_their_full_score():
+    # Page 0's kept token (by in-degree) is the short one; page 0 scores 2 in full, page 1 scores 1.
+    pages = [
+        page_from_embeddings([[2.0, 0.0], [0.3, 0.4]], indegree={0: [0.0, 1.0]}, window=(0,)),
+        page_from_embeddings([[0.0, 1.0], [0.4, 0.3]], indegree={0: [1.0, 0.0]}, window=(0,)),
+        page_from_embeddings([[-1.0, 0.0], [0.0, -1.0]], indegree={0: [1.0, 0.0]}, window=(0,)),
+    ]
+    queries = [torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 1.0]])]
+    relevance = np.eye(3)  # q2's relevant page 2 has a negative full MaxSim (-1)
+    full, sap = evaluate_encoded("hand", pages, queries, relevance, ["sap"], [0.5], seeds=(0,))
+    # Pairs (full, pruned): (2, 0.3), (1, 1), (-1, -1): benchmark (0.3 + 1 - 1) / (2 + 1 - 1), per-pair
+    # (0.15 + 1 + 0) / 3 with the non-positive pair scoring 0.
+    assert sap.score_retention == pytest.approx(0.15)
+    assert sap.score_retention_per_pair == pytest.approx(1.15 / 3)
+    assert full.score_retention == 1.0 and full.score_retention_per_pair == pytest.approx(2 / 3)
+    # The report shows both, labelled, in columns that line up with the header.
+    from sap_rag.eval.reports import _detail_table
+
+    lines = _detail_table([full, sap], "hand").splitlines()
+    assert "| SR | SR per-pair mean |" in lines[0]
+    assert len({line.count("|") for line in lines}) == 1
+    assert "| 0.150 | 0.383 |" in lines[-1]
+
+
+def test_spare_variants_get_their_encoder_side_inputs(tmp_path, tiny_encoder, monkeypatch):
+    dataset = load_dataset(make_synthetic_dataset(tmp_path / "syn", num_pages=3, num_queries=2, image_size=SMALL))
+    results = run_eval(dataset, tiny_encoder, ["spare", "spare_lasttoken"], (0.25,), tmp_path / "out", write=False)
+    configs = {c["label"]: c for c in results.config["pruner_configs"]}
+    for label in ("spare", "spare_lasttoken"):
+        assert configs[label]["pages_without_features"] == 0 and configs[label]["pages_without_text"] == 0
+    assert configs["spare"]["text_vectors"] >= 1 and configs["spare_lasttoken"]["text_side"] == "last_token"
+    # The inputs are kept beside the encoding cache: a second run does not call the model.
+    _forbid_model(monkeypatch, tiny_encoder)
+    again = run_eval(dataset, tiny_encoder, ["spare", "spare_lasttoken"], (0.25,), tmp_path / "out", write=False)
+    for label in ("spare", "spare_lasttoken"):
+        assert again.row("syn", label, 0.25).ndcg_at_5 == results.row("syn", label, 0.25).ndcg_at_5
 
 
 def test_padded_pages_equal_maxsim_matrix():

@@ -1,13 +1,23 @@
-"""NDCG@k against sklearn.metrics.ndcg_score; recall@k on hand-made cases."""
+"""NDCG@k against sklearn.metrics.ndcg_score; recall@k on hand-made cases; Score Retention against a slow reference."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
 from sklearn.metrics import ndcg_score
 
 from sap_rag.errors import InvalidInputError
-from sap_rag.eval.metrics import ndcg_at_k, ndcg_per_query, recall_at_k, recall_per_query
+from sap_rag.eval.metrics import (
+    benchmark_score_retention,
+    ndcg_at_k,
+    ndcg_per_query,
+    pair_score_retention,
+    per_pair_mean_score_retention,
+    recall_at_k,
+    recall_per_query,
+)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -60,3 +70,45 @@ def test_metric_input_errors():
         recall_at_k([[1, 0]], [[0.1, 0.2]], k=0)
     with pytest.raises(InvalidInputError, match="NaN"):
         recall_at_k([[1, 0]], [[np.nan, 0.2]], k=1)
+
+
+# --- Score Retention as the SAP authors compute it ------------------------------------------------
+
+
+def _slow_pair_sr(full, pruned):
+    out = []
+    for f, p in zip(full, pruned):
+        if f > 0:
+            out.append(p / f)
+        else:
+            out.append(0.0)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_score_retention_matches_a_slow_reference(seed):
+    rng = np.random.default_rng(seed)
+    full = rng.normal(1.0, 1.0, size=40)  # some pairs are not positive
+    full[:3] = [0.0, -0.5, 2.0]
+    pruned = full * rng.uniform(0.3, 1.0, size=40) - rng.uniform(0, 0.2, size=40)
+    per_pair = _slow_pair_sr(full.tolist(), pruned.tolist())
+    assert pair_score_retention(full, pruned).tolist() == pytest.approx(per_pair, rel=1e-12, abs=1e-12)
+    assert per_pair_mean_score_retention(full, pruned) == pytest.approx(sum(per_pair) / len(per_pair), rel=1e-12)
+    total_full, total_pruned = 0.0, 0.0
+    for f, p in zip(full.tolist(), pruned.tolist()):
+        total_full += f
+        total_pruned += p
+    expected = (total_pruned / len(full)) / (total_full / len(full))
+    assert benchmark_score_retention(full, pruned) == pytest.approx(expected, rel=1e-12)
+
+
+def test_benchmark_and_per_pair_means_differ_by_hand():
+    # Pair scores (full, pruned): (10, 9) and (1, 0.1): benchmark 9.1 / 11; per-pair mean (0.9 + 0.1) / 2.
+    assert benchmark_score_retention([10.0, 1.0], [9.0, 0.1]) == pytest.approx(9.1 / 11)
+    assert per_pair_mean_score_retention([10.0, 1.0], [9.0, 0.1]) == pytest.approx(0.5)
+    assert benchmark_score_retention([0.0, 0.0], [1.0, 1.0]) == 0.0  # the authors' zero-mean rule
+    assert math.isnan(benchmark_score_retention([], [])) and math.isnan(per_pair_mean_score_retention([], []))
+    with pytest.raises(InvalidInputError, match="one to one"):
+        benchmark_score_retention([1.0, 2.0], [1.0])
+    with pytest.raises(InvalidInputError, match="finite"):
+        pair_score_retention([1.0], [float("nan")])

@@ -17,7 +17,17 @@ RATIOS = (1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 0.01)
 
 
 def test_registry_lists_every_method_once():
-    assert NAMES == ["sap", "sap_max", "final_layer", "random", "cluster", "hierarchical", "eos_adaptive", "spare"]
+    assert NAMES == [
+        "sap",
+        "sap_max",
+        "final_layer",
+        "random",
+        "cluster",
+        "hierarchical",
+        "eos_adaptive",
+        "spare",
+        "spare_lasttoken",
+    ]
     for name, cls in PRUNERS.items():
         assert issubclass(cls, Pruner) and cls.name == name
 

@@ -11,7 +11,7 @@ import torch
 from sap_rag.errors import CalibrationError, InvalidInputError
 from sap_rag.eval.fakes import page_from_embeddings, random_page
 from sap_rag.pruning import EOSAdaptivePruner, SpareResidualPruner
-from sap_rag.pruning.eos_adaptive import calibrate_eos_k, gaussian_k, standardized_eos
+from sap_rag.pruning.eos_adaptive import calibrate_eos_k, calibrate_eos_k_pooled, gaussian_k, standardized_eos
 from sap_rag.pruning.spare import greedy_residual_order
 
 # --- EOS-adaptive ----------------------------------------------------------------------------------
@@ -133,3 +133,47 @@ def test_greedy_order_matches_the_slow_reference(seed):
     e = torch.randn(15, 6, generator=g) * torch.rand(15, 1, generator=g)  # unequal lengths
     for k in (1, 3, 6, 7, 12, 15):  # k > dim exercises the restart
         assert greedy_residual_order(e, k)[0].tolist() == _reference_order(e.double().numpy(), k), k
+
+
+# --- EOS-adaptive: the SAP authors' variants (sample std, pooled-quantile calibration) ---------------
+
+
+def test_sample_std_by_hand():
+    # s = [1, 1, 1, 1, 6]: sample variance 20 / 4 = 5, so z = [-1, -1, -1, -1, 4] / sqrt(5).
+    z = standardized_eos(PAGE5, "sample")
+    assert z.tolist() == pytest.approx([-1 / math.sqrt(5)] * 4 + [4 / math.sqrt(5)], rel=1e-12)
+    # k = -0.46 lies between the two standardisations of the low scores (-0.5 and -0.447).
+    assert EOSAdaptivePruner(1.0, k=-0.46, std="sample").prune(PAGE5).num_kept == 5
+    assert EOSAdaptivePruner(1.0, k=-0.46).prune(PAGE5).indices.tolist() == [4]
+
+
+def test_pooled_quantile_calibration_matches_a_slow_reference():
+    pages = [random_page(n, seed=n) for n in (20, 35, 80)]
+    for std in ("population", "sample"):
+        pooled = []
+        for page in pages:
+            s = page.eos_attention.double().tolist()
+            mu = sum(s) / len(s)
+            dof = len(s) - (1 if std == "sample" else 0)
+            sigma = math.sqrt(sum((v - mu) ** 2 for v in s) / dof)
+            pooled += [(v - mu) / sigma for v in s]
+        for target in (0.05, 0.1, 0.3):
+            expected = float(np.quantile(np.array(pooled), 1 - target))  # linear interpolation
+            assert calibrate_eos_k_pooled(pages, target, std) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+            pruner = EOSAdaptivePruner(target, std=std, calibration="pooled_quantile")
+            assert pruner.calibrate(pages) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+            assert pruner.config()["calibration"] == "pooled_quantile" and pruner.config()["std"] == std
+    # Token-weighted: the pooled quantile keeps ~target of all tokens, not of each page on average.
+    k = calibrate_eos_k_pooled(pages, 0.1)
+    kept = sum(int((standardized_eos(p) > k).sum()) for p in pages) / sum(p.num_tokens for p in pages)
+    assert kept == pytest.approx(0.1, abs=0.01)
+    assert calibrate_eos_k_pooled(pages, 1.0) == -math.inf
+    with pytest.raises(CalibrationError):
+        calibrate_eos_k_pooled([], 0.1)
+
+
+def test_eos_option_errors():
+    with pytest.raises(InvalidInputError, match="std"):
+        EOSAdaptivePruner(0.1, std="robust")
+    with pytest.raises(InvalidInputError, match="calibration"):
+        EOSAdaptivePruner(0.1, calibration="median")

@@ -1,83 +1,82 @@
-"""Regenerate the sample PDFs in this folder (small reports with text, tables and charts).
+"""Regenerate the sample PDFs in this folder from the synthetic report-page generator (fixed seed).
 
-python examples/data/make_samples.py
+    .venv/bin/python examples/data/make_samples.py
+
+Each PDF is one company's report: one page per metric (table, chart, both, or text), drawn by
+``sap_rag.train.render`` like the pages the toy model was trained on (but with other seeds), with an
+invisible text layer holding the page's words. The demo's questions (scripts/demo.sh) each name a
+company and a metric, so exactly one page answers each.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
-from reportlab.lib import colors
-from reportlab.lib.pagesizes import A4
+import numpy as np
+from reportlab.lib.utils import ImageReader
 from reportlab.pdfgen import canvas
 
+from sap_rag.train.pages import KINDS, METRICS, ReportPage
+from sap_rag.train.render import render_report_page
+
 HERE = Path(__file__).parent
+SEED = 2024
+PAGE_POINTS = (504, 728)  # the 252 x 364 training page at 2x: the model's aspect ratio exactly
 
 REPORTS = {
-    "annual_report_2023.pdf": (
-        "Northwind Annual Report 2023",
-        [
-            ("Revenue by region", [("Europe", 120), ("Asia", 150), ("Americas", 90), ("Africa", 40)]),
-            ("Operating costs", [("Staff", 80), ("Energy", 35), ("Logistics", 55), ("R&D", 60)]),
-        ],
-    ),
-    "energy_outlook.pdf": (
-        "Energy Outlook: consumption by sector",
-        [
-            ("Electricity use (TWh)", [("Industry", 160), ("Transport", 110), ("Homes", 70), ("Services", 65)]),
-            ("Renewable share (%)", [("Wind", 28), ("Solar", 17), ("Hydro", 11), ("Biomass", 6)]),
-        ],
-    ),
-    "hospital_survey.pdf": (
-        "Regional Hospital Survey",
-        [("Beds per hospital", [("North", 420), ("South", 380), ("East", 250), ("West", 310)])],
-    ),
+    "acme_industries_2023.pdf": ("Acme Industries", ["revenue", "emissions", "employees"]),
+    "borealis_energy_2023.pdf": ("Borealis Energy", ["energy use", "water use", "profit"]),
+    "cobalt_health_2023.pdf": ("Cobalt Health", ["customers", "research spending", "revenue"]),
 }
 
 
-def draw_page(c: canvas.Canvas, title: str, heading: str, rows: list[tuple[str, int]], page: int) -> None:
-    _, height = A4
-    c.setFont("Helvetica-Bold", 18)
-    c.drawString(60, height - 70, title)
-    c.setFont("Helvetica", 11)
-    c.drawString(60, height - 95, f"Section {page}: {heading}")
-    text = c.beginText(60, height - 125)
-    text.setFont("Helvetica", 10)
-    for line in (
-        f"This section summarises {heading.lower()} for the reporting period.",
-        "Figures are rounded; the table lists the values and the chart compares them.",
-        "All numbers are synthetic and exist only to exercise the retrieval pipeline.",
-    ):
-        text.textLine(line)
-    c.drawText(text)
-    top = height - 200
-    c.setFont("Helvetica-Bold", 10)
-    c.drawString(70, top, "Item")
-    c.drawString(260, top, "Value")
-    c.setFont("Helvetica", 10)
-    for r, (label, value) in enumerate(rows, 1):
-        y = top - 20 * r
-        c.rect(60, y - 5, 300, 20)
-        c.drawString(70, y, label)
-        c.drawString(260, y, str(value))
-    base, scale = 180, 300 / max(v for _, v in rows)
-    palette = [colors.HexColor(h) for h in ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")]
-    for b, (label, value) in enumerate(rows):
-        x = 80 + 110 * b
-        c.setFillColor(palette[b % len(palette)])
-        c.rect(x, base, 60, value * scale, fill=1, stroke=0)
-        c.setFillColor(colors.black)
-        c.drawString(x, base - 15, label)
-    c.drawString(60, 60, f"page {page}")
-    c.showPage()
+def report_pages(company: str, metrics: list[str], rng: np.random.Generator, start: int) -> list[ReportPage]:
+    units = dict(METRICS)
+    pages = []
+    for i, metric in enumerate(metrics):
+        base = float(rng.uniform(20, 900))
+        pages.append(
+            ReportPage(
+                index=start + i,
+                company=company,
+                metric=metric,
+                unit=units[metric],
+                kind=KINDS[int(rng.integers(len(KINDS)))],
+                values=tuple(round(base * float(rng.uniform(0.6, 1.4)), 1) for _ in range(5)),
+                font=int(rng.integers(4)),
+                title_size=float(rng.uniform(0.085, 0.11)),
+                centered=bool(rng.random() < 0.3),
+                band=bool(rng.random() < 0.35),
+                palette=int(rng.integers(4)),
+            )
+        )
+    return pages
+
+
+def write_pdf(path: Path, pages: list[ReportPage]) -> None:
+    width, height = PAGE_POINTS
+    c = canvas.Canvas(str(path), pagesize=PAGE_POINTS, invariant=1)  # invariant: byte-stable output
+    for page in pages:
+        buffer = io.BytesIO()
+        render_report_page(page, (width, height)).save(buffer, format="PNG")
+        c.drawImage(ImageReader(io.BytesIO(buffer.getvalue())), 0, 0, width, height)
+        text = c.beginText(20, height - 40)
+        text.setTextRenderMode(3)  # invisible: a text layer for search hits, the picture stays as drawn
+        text.setFont("Helvetica", 10)
+        for line in (page.title, page.paragraph):
+            text.textLine(line)
+        c.drawText(text)
+        c.showPage()
+    c.save()
 
 
 def main() -> None:
-    for filename, (title, sections) in REPORTS.items():
-        c = canvas.Canvas(str(HERE / filename), pagesize=A4, invariant=1)  # invariant: byte-stable output
-        for page, (heading, rows) in enumerate(sections, 1):
-            draw_page(c, title, heading, rows, page)
-        c.save()
+    rng = np.random.default_rng(SEED)
+    for filename, (company, metrics) in REPORTS.items():
+        pages = report_pages(company, metrics, rng, start=0)  # page numbers restart in every report
+        write_pdf(HERE / filename, pages)
+        print(f"wrote {filename}: {', '.join(p.metric + ' (' + p.kind + ')' for p in pages)}")
 
 
 if __name__ == "__main__":

@@ -104,12 +104,15 @@ def layer_score_retention(
         query: ``(n_q, dim)``.
         embeddings: ``(N, dim)`` the page's visual-token embeddings.
         scores: ``(N,)`` the ranking signal (one layer's in-degree).
+
+    A pair whose full MaxSim is not positive scores 0, as in the authors' per-layer curves (it
+    stays in the layer's average).
     """
     k = budget(keep_ratio, int(embeddings.shape[0]))
     kept = torch.sort(scores, descending=True, stable=True).indices[:k]
     full = maxsim(query, embeddings)
-    if full == 0.0:
-        return float("nan")
+    if not full > 0.0:
+        return 0.0
     return maxsim(query, embeddings[kept]) / full
 
 
@@ -156,17 +159,26 @@ def calibrate(
     pages = encoder.encode_pages(images, batch_size=batch_size, indegree_layers="all", show_progress=show_progress)
     queries = encoder.encode_queries([query for query, _ in pairs], batch_size=batch_size)
     layers = list(encoder.scorable_layers)
-    values = torch.full((len(pairs), len(layers)), float("nan"), dtype=torch.float64)
+    values = torch.zeros((len(pairs), len(layers)), dtype=torch.float64)
+    non_positive = 0
     for p, ((_, image), query) in enumerate(zip(pairs, queries)):
         key = image if isinstance(image, (str, os.PathLike)) else id(image)
         key = os.fspath(key) if isinstance(key, os.PathLike) else key
         page = pages[page_keys[key]]
+        if not maxsim(query, page.embeddings) > 0.0:
+            non_positive += 1  # scores 0 on every layer, and stays in the average (the authors' rule)
+            continue
         for j, layer in enumerate(layers):
             values[p, j] = layer_score_retention(query, page.embeddings, page.indegree[layer], keep_ratio)
-    valid = ~torch.isnan(values).any(dim=1)
-    if not bool(valid.any()):
-        raise CalibrationError("every pair scored 0 against its full page; Score Retention is undefined")
-    values = values[valid]
+    if non_positive == len(pairs):
+        raise CalibrationError(
+            "every pair's full MaxSim is not positive, so every layer's Score Retention is 0; "
+            "calibrate with (query, page) pairs that the model scores above 0"
+        )
+    if non_positive:
+        logger.warning(
+            "%d of %d calibration pairs have a full MaxSim <= 0; they score 0 on every layer", non_positive, len(pairs)
+        )
     mean = values.mean(dim=0)
     std = values.std(dim=0, unbiased=False) if values.shape[0] > 1 else torch.zeros_like(mean)
     window = select_window(mean.tolist(), rho, layers=layers)
@@ -183,4 +195,5 @@ def calibrate(
         sr_mean=[float(v) for v in mean],
         sr_std=[0.0 if math.isnan(v) else float(v) for v in std],
         window=list(window),
+        extra={"non_positive_pairs": non_positive},
     )

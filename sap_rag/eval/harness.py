@@ -27,7 +27,7 @@ from ..pruning.registry import PRUNERS, make_pruner
 from ..types import PageEncoding, PrunedPage
 from .cache import encode_dataset
 from .datasets import RetrievalDataset
-from .metrics import ndcg_per_query, recall_per_query
+from .metrics import benchmark_score_retention, ndcg_per_query, per_pair_mean_score_retention, recall_per_query
 
 if TYPE_CHECKING:
     from ..encoders.encoder import PageEncoder
@@ -100,6 +100,10 @@ class ResultRow:
     """The metrics of one (dataset, pruner, keep ratio); ``pruner == "none"`` is the unpruned run.
 
     Retention columns are the metric divided by the unpruned run's (NaN if that is 0).
+    ``score_retention`` is the benchmark Score Retention as the SAP authors report it,
+    ``mean(pruned MaxSim) / mean(full MaxSim)`` over the relevant (query, page) pairs;
+    ``score_retention_per_pair`` is the mean of the per-pair ratios (0 for a pair whose full
+    MaxSim is not positive), the quantity the per-layer calibration curve averages.
     ``bytes_per_page`` counts float16 storage, ``2 * dim`` bytes per vector. Search time is
     brute-force MaxSim of one query against every (pruned) page of the dataset
     (median over queries).
@@ -129,6 +133,7 @@ class ResultRow:
     compression: float = 1.0
     seeds: int = 1
     ndcg_at_5_std: float = 0.0
+    score_retention_per_pair: float = 1.0
 
     @classmethod
     def columns(cls) -> list[str]:
@@ -220,15 +225,20 @@ def _metrics(relevance: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     }
 
 
-def _score_retention(relevance: np.ndarray, full: np.ndarray, pruned: np.ndarray) -> float:
-    """Mean SR = pruned MaxSim / full MaxSim over relevant (query, page) pairs with a positive full score."""
-    mask = (relevance > 0) & (full > 0)
-    skipped = int(((relevance > 0) & ~(full > 0)).sum())
-    if skipped:
-        logger.debug("score retention: skipped %d relevant pairs whose full MaxSim is not positive", skipped)
+def _score_retention(relevance: np.ndarray, full: np.ndarray, pruned: np.ndarray) -> tuple[float, float]:
+    """``(benchmark SR, per-pair mean SR)`` over the relevant (query, page) pairs.
+
+    Benchmark SR is the authors' ``mean(pruned MaxSim) / mean(full MaxSim)``; the per-pair mean
+    averages ``pruned / full`` with 0 for a pair whose full MaxSim is not positive (see
+    :mod:`sap_rag.eval.metrics`). NaN when there is no relevant pair.
+    """
+    mask = relevance > 0
     if not mask.any():
-        return math.nan
-    return float((pruned[mask] / full[mask]).mean())
+        return math.nan, math.nan
+    return (
+        benchmark_score_retention(full[mask], pruned[mask]),
+        per_pair_mean_score_retention(full[mask], pruned[mask]),
+    )
 
 
 def _ratio(value: float, reference: float) -> float:
@@ -297,6 +307,9 @@ def _unpruned(target: EvalSet, options: dict[str, Any]) -> tuple[ResultRow, _Ref
     scores, seconds = index.search(target.queries, options["timing_repeats"])
     metrics = _metrics(target.relevance, scores)
     vectors = float(np.mean([p.num_tokens for p in target.pages]))
+    # Against itself: benchmark SR 1 by definition; the per-pair mean is the share of relevant
+    # pairs whose full MaxSim is positive (the others score 0).
+    _, per_pair = _score_retention(target.relevance, scores, scores)
     row = ResultRow(
         dataset=target.name,
         pruner=UNPRUNED,
@@ -305,6 +318,7 @@ def _unpruned(target: EvalSet, options: dict[str, Any]) -> tuple[ResultRow, _Ref
         num_queries=len(target.queries),
         **metrics,
         score_retention=1.0,
+        score_retention_per_pair=per_pair,
         vectors_per_page=vectors,
         bytes_per_page=vectors * target.pages[0].dim * BYTES_PER_VALUE,
         search_ms_per_query=seconds * 1e3,
@@ -316,9 +330,11 @@ def _unpruned(target: EvalSet, options: dict[str, Any]) -> tuple[ResultRow, _Ref
 def _measure(target: EvalSet, pruned: Sequence[PrunedPage], ref: _Reference, options: dict[str, Any]) -> dict:
     index = PaddedPages([p.embeddings for p in pruned], device=options["search_device"])
     scores, seconds = index.search(target.queries, options["timing_repeats"])
+    benchmark, per_pair = _score_retention(target.relevance, ref.scores, scores)
     return {
         **_metrics(target.relevance, scores),
-        "score_retention": _score_retention(target.relevance, ref.scores, scores),
+        "score_retention": benchmark,
+        "score_retention_per_pair": per_pair,
         "vectors_per_page": float(np.mean([p.num_kept for p in pruned])),
         "search_ms_per_query": seconds * 1e3,
     }
@@ -334,6 +350,7 @@ def _pruned_row(target: EvalSet, label: str, ratio: float, runs: list[dict], ref
         num_queries=len(target.queries),
         **{key: mean[key] for key in METRICS},
         score_retention=mean["score_retention"],
+        score_retention_per_pair=mean["score_retention_per_pair"],
         vectors_per_page=mean["vectors_per_page"],
         bytes_per_page=mean["vectors_per_page"] * target.pages[0].dim * BYTES_PER_VALUE,
         search_ms_per_query=mean["search_ms_per_query"],
@@ -358,6 +375,7 @@ def evaluate_sets(
     search_device: str = "cpu",
     show_progress: bool = False,
     pruner_log: list[dict[str, Any]] | None = None,
+    query_prompt: torch.Tensor | None = None,
 ) -> list[ResultRow]:
     """Rows for each set: its unpruned run, then each pruner at each keep ratio.
 
@@ -376,6 +394,8 @@ def evaluate_sets(
         search_device: where MaxSim runs (``"cpu"`` or ``"cuda"``).
         show_progress: a progress bar over (pruner, ratio) runs.
         pruner_log: if given, each built pruner's ``config()`` is appended (for the manifest).
+        query_prompt: ``(M, dim)`` the encoder's query-prompt vectors, handed to pruners that take
+            a text side (SPARE's ``use_text``); see :mod:`sap_rag.pruning.spare_inputs`.
     """
     from ..progress import progress
 
@@ -398,6 +418,8 @@ def evaluate_sets(
                 seconds: list[float] = []
                 for target in sets:
                     pruner = spec.build(ratio, seed)
+                    if query_prompt is not None and callable(getattr(pruner, "use_text", None)):
+                        pruner.use_text(query_prompt)
                     if callable(getattr(pruner, "calibrate", None)):
                         if target.name not in samples:
                             samples[target.name] = _calibration_sample(target.pages, calibration_pages)
@@ -406,7 +428,8 @@ def evaluate_sets(
                     pruned_sets.append(pruned)
                     seconds.append(per_page)
                     if pruner_log is not None:
-                        pruner_log.append({"dataset": target.name, "label": spec.label, **pruner.config()})
+                        stats = pruner.run_stats() if callable(getattr(pruner, "run_stats", None)) else {}
+                        pruner_log.append({"dataset": target.name, "label": spec.label, **pruner.config(), **stats})
                     run = _measure(target, pruned, refs[target.name], options)
                     measured[target.name].append({**run, "prune_ms_per_page": per_page * 1e3})
                 if union:
@@ -538,6 +561,7 @@ def run_eval(
     pruner_log: list[dict[str, Any]] = []
     info = []
     sets = []
+    wants_spare_inputs = any(getattr(PRUNERS[s.name], "wants_spare_inputs", False) for s in specs)
     for dataset in items:
         encoded = encode_dataset(
             dataset, encoder, cache, batch_size=batch_size, refresh=refresh_cache, show_progress=show_progress
@@ -555,6 +579,20 @@ def run_eval(
                 "encode_seconds": encoded.encode_seconds,
             }
         )
+        if wants_spare_inputs:
+            from ..pruning.spare_inputs import cached_spare_inputs
+
+            # The cache keeps what PageEncoding holds; SPARE's pre-normalisation features and
+            # last-token output come from one more forward per page (no attention), kept beside it.
+            options["query_prompt"] = cached_spare_inputs(
+                encoder,
+                encoded.pages,
+                lambda d=dataset: [d.image_bytes(j) for j in range(d.num_pages)],
+                encoded.path,
+                refresh=refresh_cache,
+                batch_size=batch_size,
+                show_progress=show_progress,
+            )
         relevance = dataset.relevance_matrix(binary=binary_relevance)
         sets.append(EvalSet(dataset.name, encoded.pages, encoded.query_embeddings, relevance))
     rows = evaluate_sets(sets, specs, ratios, union=union and len(sets) > 1, pruner_log=pruner_log, **options)
@@ -571,7 +609,7 @@ def run_eval(
         "bytes_per_value": BYTES_PER_VALUE,
         "torch": torch.__version__,
         "python": platform.python_version(),
-        **{k: v for k, v in options.items() if k != "show_progress"},
+        **{k: v for k, v in options.items() if k not in ("show_progress", "query_prompt")},
     }
     results = EvalResults(rows=rows, out_dir=out, files={}, datasets=info, config=config)
     if write:

@@ -1,7 +1,8 @@
-"""Ranking metrics over a score matrix: NDCG@k (as ``sklearn.metrics.ndcg_score``) and recall@k.
+"""Metrics: NDCG@k (as ``sklearn.metrics.ndcg_score``), recall@k, and Score Retention as the SAP authors compute it.
 
-Both take ``y_true`` (relevance, ``(n_queries, n_docs)``, non-negative; graded or binary) and
-``y_score`` (retrieval scores of the same shape; higher ranks first).
+The ranking metrics take ``y_true`` (relevance, ``(n_queries, n_docs)``, non-negative; graded or
+binary) and ``y_score`` (retrieval scores of the same shape; higher ranks first). The Score
+Retention functions take the full and the pruned MaxSim of the same (query, page) pairs.
 """
 
 from __future__ import annotations
@@ -10,7 +11,15 @@ import numpy as np
 
 from ..errors import InvalidInputError
 
-__all__ = ["ndcg_at_k", "ndcg_per_query", "recall_at_k", "recall_per_query"]
+__all__ = [
+    "benchmark_score_retention",
+    "ndcg_at_k",
+    "ndcg_per_query",
+    "pair_score_retention",
+    "per_pair_mean_score_retention",
+    "recall_at_k",
+    "recall_per_query",
+]
 
 
 def _check(y_true, y_score, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -97,3 +106,48 @@ def recall_per_query(y_true, y_score, k: int = 5) -> np.ndarray:
 def recall_at_k(y_true, y_score, k: int = 5) -> float:
     """Mean recall@k over queries (see :func:`recall_per_query`)."""
     return float(recall_per_query(y_true, y_score, k).mean())
+
+
+def _pairs(full, pruned) -> tuple[np.ndarray, np.ndarray]:
+    f = np.asarray(full, dtype=np.float64).reshape(-1)
+    p = np.asarray(pruned, dtype=np.float64).reshape(-1)
+    if f.shape != p.shape:
+        raise InvalidInputError(f"full and pruned scores must pair up one to one, got {f.shape} and {p.shape}")
+    if not (np.all(np.isfinite(f)) and np.all(np.isfinite(p))):
+        raise InvalidInputError("MaxSim scores must be finite")
+    return f, p
+
+
+def pair_score_retention(full, pruned) -> np.ndarray:
+    """``(P,)`` SR of each (query, page) pair: ``pruned / full``, and 0 where ``full`` is not positive.
+
+    The authors' per-layer curves score a pair whose full MaxSim is not positive as 0 (it stays
+    in the average), rather than dropping it or dividing by a negative number.
+
+    >>> pair_score_retention([2.0, 0.0, -1.0], [1.0, 0.5, -2.0]).tolist()
+    [0.5, 0.0, 0.0]
+    """
+    f, p = _pairs(full, pruned)
+    return np.divide(p, f, out=np.zeros_like(f), where=f > 0)
+
+
+def per_pair_mean_score_retention(full, pruned) -> float:
+    """Mean over pairs of :func:`pair_score_retention` (the per-layer curve's value); NaN for no pairs."""
+    values = pair_score_retention(full, pruned)
+    return float(values.mean()) if values.size else float("nan")
+
+
+def benchmark_score_retention(full, pruned) -> float:
+    """A benchmark's SR as the authors report it: ``mean(pruned MaxSim) / mean(full MaxSim)`` over all pairs.
+
+    Pairs with a large full score weigh more than in the per-pair mean. As in the authors'
+    code, a zero mean full score gives 0; no pairs give NaN.
+
+    >>> benchmark_score_retention([2.0, 0.0, 4.0], [1.0, 0.5, 3.0])  # 4.5 / 6
+    0.75
+    """
+    f, p = _pairs(full, pruned)
+    if f.size == 0:
+        return float("nan")
+    mean_full = float(f.mean())
+    return float(p.mean()) / mean_full if mean_full != 0.0 else 0.0

@@ -28,7 +28,7 @@ from ..errors import InvalidInputError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ImageStorage", "SyntheticPage", "TableFormat", "make_synthetic_dataset", "render_page"]
+__all__ = ["ImageStorage", "PageStyle", "SyntheticPage", "TableFormat", "make_synthetic_dataset", "render_page"]
 
 _COMPANIES = (
     "Acme Industries",
@@ -58,6 +58,13 @@ class TableFormat(str, Enum):
 
     JSONL = "jsonl"
     PARQUET = "parquet"
+
+
+class PageStyle(str, Enum):
+    """Which generator draws the pages: the classic matplotlib pages or the toy model's report pages."""
+
+    CLASSIC = "classic"
+    REPORT = "report"
 
 
 class ImageStorage(str, Enum):
@@ -196,6 +203,7 @@ def make_synthetic_dataset(
     layout: str = "v2",
     table_format: TableFormat | str = TableFormat.JSONL,
     images: ImageStorage | str = ImageStorage.FILES,
+    style: PageStyle | str = "classic",
 ) -> Path:
     """Write a synthetic dataset to ``out_dir`` and return the directory.
 
@@ -210,6 +218,10 @@ def make_synthetic_dataset(
             query, image, image_filename; only one relevant page per query, as in ViDoRe v1).
         table_format: ``"jsonl"`` (no dependency) or ``"parquet"`` (needs pyarrow).
         images: ``"files"`` (PNG files in ``images/``) or ``"bytes"`` (inline; base64 in jsonl).
+        style: ``"classic"`` (the matplotlib pages above: pairs per company, graded qrels) or
+            ``"report"`` (the toy model's pages, :mod:`sap_rag.train.pages`: every page a distinct
+            (company, metric) pair, several fonts, sizes and layouts, one relevant page per query;
+            at most 160 pages; the default ``image_size`` becomes the model's 252 x 364).
     """
     if num_pages < 2:
         raise InvalidInputError(f"num_pages must be at least 2, got {num_pages}")
@@ -222,6 +234,9 @@ def make_synthetic_dataset(
         raise InvalidInputError("the v1 layout has one query per page row: num_queries must be <= num_pages")
     fmt = TableFormat(table_format)
     storage = ImageStorage(images)
+    page_style = PageStyle(style)
+    if page_style is PageStyle.REPORT:
+        return _report_dataset(out_dir, num_pages, num_queries, seed, image_size, layout, fmt, storage)
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -280,4 +295,76 @@ def make_synthetic_dataset(
             )
         _write_table(rows, root / "test", fmt)
     logger.info("wrote a synthetic %s dataset (%d pages, %d queries) to %s", layout, num_pages, num_queries, root)
+    return root
+
+
+def _image_value(data: bytes, root: Path, filename: str, fmt: TableFormat, storage: ImageStorage) -> Any:
+    if storage is ImageStorage.FILES:
+        (root / "images").mkdir(exist_ok=True)
+        (root / filename).write_bytes(data)
+        return filename
+    if fmt is TableFormat.JSONL:
+        return {"bytes": base64.b64encode(data).decode("ascii"), "path": None}
+    return {"bytes": data, "path": None}
+
+
+def _report_dataset(
+    out_dir: str | os.PathLike,
+    num_pages: int,
+    num_queries: int,
+    seed: int,
+    image_size: tuple[int, int],
+    layout: str,
+    fmt: TableFormat,
+    storage: ImageStorage,
+) -> Path:
+    """The ``style="report"`` dataset: one relevant page per query (qrel score 1)."""
+    from ..train.pages import COMPANIES, METRICS, make_pages
+    from ..train.render import render_report_page
+
+    limit = len(COMPANIES) * len(METRICS)
+    if num_pages > limit:
+        raise InvalidInputError(f"the report style has {limit} distinct pages at most, got num_pages={num_pages}")
+    size = (252, 364) if tuple(image_size) == (448, 576) else tuple(image_size)
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    pages = make_pages(num_pages, seed)
+    values = []
+    for page in pages:
+        filename = f"images/page-{page.index:04d}.png"
+        values.append(_image_value(_png(render_report_page(page, size)), root, filename, fmt, storage))
+    queries, qrels = [], []
+    for q in range(num_queries):
+        page = pages[q % num_pages]
+        text, answer = page.question(page.index % 6 + q // num_pages)
+        queries.append({"query-id": q, "query": text, "answer": answer, "language": "english"})
+        qrels.append({"query-id": q, "corpus-id": page.index, "score": 1})
+    if layout == "v2":
+        corpus = [
+            {
+                "corpus-id": page.index,
+                "image": values[page.index],
+                "doc-id": page.company,
+                "kind": page.kind,
+                "markdown": f"# {page.title}\n\n{page.paragraph}",
+            }
+            for page in pages
+        ]
+        _write_table(corpus, root / "corpus", fmt)
+        _write_table(queries, root / "queries", fmt)
+        _write_table(qrels, root / "qrels", fmt)
+    else:
+        rows = [
+            {
+                "query": queries[page.index]["query"] if page.index < num_queries else None,
+                "answer": queries[page.index]["answer"] if page.index < num_queries else None,
+                "image": values[page.index],
+                "image_filename": f"images/page-{page.index:04d}.png",
+            }
+            for page in pages
+        ]
+        _write_table(rows, root / "test", fmt)
+    logger.info(
+        "wrote a synthetic report-style %s dataset (%d pages, %d queries) to %s", layout, num_pages, num_queries, root
+    )
     return root

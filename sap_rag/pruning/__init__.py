@@ -9,7 +9,7 @@ from .random_pruner import RandomPruner
 from .registry import PRUNERS, make_pruner, pruner_names
 from .sap import HeadReduce, SAPPruner
 from .sap_max import SAPMaxPruner
-from .spare import SpareResidualPruner
+from .spare import SpareLastTokenPruner, SparePruner, SpareResidualPruner, TextSide
 
 __all__ = [
     "PRUNERS",
@@ -22,7 +22,10 @@ __all__ = [
     "RandomPruner",
     "SAPMaxPruner",
     "SAPPruner",
+    "SpareLastTokenPruner",
+    "SparePruner",
     "SpareResidualPruner",
+    "TextSide",
     "budget",
     "make_pruner",
     "pruner_names",

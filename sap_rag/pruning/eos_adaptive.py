@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from enum import Enum
 from statistics import NormalDist
 from typing import Any, ClassVar
 
@@ -17,14 +18,37 @@ from .base import Pruner, top_k_rows, validate_keep_ratio
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EOSAdaptivePruner", "calibrate_eos_k", "gaussian_k", "standardized_eos"]
+__all__ = [
+    "EOSAdaptivePruner",
+    "EOSCalibration",
+    "EOSStd",
+    "calibrate_eos_k",
+    "calibrate_eos_k_pooled",
+    "gaussian_k",
+    "standardized_eos",
+]
 
 
-def standardized_eos(page: PageEncoding) -> torch.Tensor:
+class EOSStd(str, Enum):
+    """Which standard deviation standardises a page's EOS attention."""
+
+    POPULATION = "population"  # sigma of the page's N scores (default)
+    SAMPLE = "sample"  # Bessel-corrected, as torch's .std() in the SAP authors' code
+
+
+class EOSCalibration(str, Enum):
+    """How ``k`` is set from a calibration sample."""
+
+    PAGE_MEAN = "page_mean"  # exact: the mean over pages of each page's kept fraction hits the target (default)
+    POOLED_QUANTILE = "pooled_quantile"  # the authors': the (1 - target) quantile of all pages' z pooled
+
+
+def standardized_eos(page: PageEncoding, std: EOSStd | str = EOSStd.POPULATION) -> torch.Tensor:
     """``(N,)`` float64 ``z_j = (s_j - mu) / sigma`` of the page's EOS attention ``s``.
 
-    ``mu`` and ``sigma`` are the page's mean and population standard deviation; a constant
-    page (``sigma = 0``) gives all zeros. Raises if the page was encoded without EOS attention.
+    ``mu`` is the page's mean, ``sigma`` its population (default) or sample standard deviation;
+    a constant page (``sigma = 0``) gives all zeros. Raises if the page was encoded without EOS
+    attention.
     """
     if page.eos_attention is None:
         raise InvalidInputError(
@@ -35,7 +59,8 @@ def standardized_eos(page: PageEncoding) -> torch.Tensor:
         raise InvalidInputError(
             f"eos_attention has {scores.numel()} values for a page of {page.num_tokens} visual tokens"
         )
-    sigma = scores.std(correction=0)
+    correction = 1 if EOSStd(std) is EOSStd.SAMPLE and scores.numel() > 1 else 0
+    sigma = scores.std(correction=correction)
     if not torch.isfinite(sigma) or float(sigma) == 0.0:
         return torch.zeros_like(scores)
     return (scores - scores.mean()) / sigma
@@ -53,7 +78,25 @@ def gaussian_k(keep_ratio: float) -> float:
     return -math.inf if ratio >= 1.0 else NormalDist().inv_cdf(1.0 - ratio)
 
 
-def calibrate_eos_k(pages: Sequence[PageEncoding], target_ratio: float) -> float:
+def calibrate_eos_k_pooled(
+    pages: Sequence[PageEncoding], target_ratio: float, std: EOSStd | str = EOSStd.POPULATION
+) -> float:
+    """The SAP authors' calibration: ``k`` = the ``1 - target_ratio`` quantile of every page's ``z`` pooled.
+
+    Token-weighted (a page of many tokens counts more) and blind to the at-least-one-token rule;
+    linear interpolation between order statistics, as ``torch.quantile``.
+    """
+    ratio = validate_keep_ratio(target_ratio)
+    pages = list(pages)
+    if not pages:
+        raise CalibrationError("calibrating the EOS-adaptive pruner needs at least one page")
+    if ratio >= 1.0:
+        return -math.inf
+    pooled = torch.cat([standardized_eos(page, std) for page in pages])
+    return float(torch.quantile(pooled, 1.0 - ratio))
+
+
+def calibrate_eos_k(pages: Sequence[PageEncoding], target_ratio: float, std: EOSStd | str = EOSStd.POPULATION) -> float:
     """The ``k`` whose rule ``z_j > k`` (at least one token per page) keeps ``target_ratio`` on average.
 
     The average keep ratio ``f(k) = mean_p max(1, #{j: z_pj > k}) / N_p`` is a step function of
@@ -68,7 +111,7 @@ def calibrate_eos_k(pages: Sequence[PageEncoding], target_ratio: float) -> float
         raise CalibrationError("calibrating the EOS-adaptive pruner needs at least one page")
     if ratio >= 1.0:
         return -math.inf
-    zs = [standardized_eos(page).numpy() for page in pages]
+    zs = [standardized_eos(page, std).numpy() for page in pages]
     num_pages = len(zs)
     weights = np.concatenate([np.full(len(z), 1.0 / (len(z) * num_pages)) for z in zs])
     values = np.concatenate(zs)
@@ -106,17 +149,41 @@ class EOSAdaptivePruner(Pruner):
     ``keep_ratio`` of the tokens on average over a sample of pages. Until then (``k=None``) the
     Gaussian quantile :func:`gaussian_k` stands in. ``keep_ratio = 1`` keeps every token.
 
+    Differences from the SAP authors' Adaptive-EOS code (see docs/eval.md): the budget cap (theirs
+    keeps every passing token), the population std (theirs: sample std; ``std="sample"``), and
+    the page-weighted exact calibration (theirs: a quantile of all tokens' ``z`` pooled;
+    ``calibration="pooled_quantile"``).
+
     Args:
         keep_ratio: the budget and the default calibration target, in (0, 1].
         k: the threshold in standard deviations; None for uncalibrated.
+        std: ``"population"`` (default) or ``"sample"`` standard deviation.
+        calibration: ``"page_mean"`` (default) or ``"pooled_quantile"``.
     """
 
     name: ClassVar[str] = "eos_adaptive"
 
-    def __init__(self, keep_ratio: float = 0.1, *, k: float | None = None) -> None:
+    def __init__(
+        self,
+        keep_ratio: float = 0.1,
+        *,
+        k: float | None = None,
+        std: EOSStd | str = EOSStd.POPULATION,
+        calibration: EOSCalibration | str = EOSCalibration.PAGE_MEAN,
+    ) -> None:
         super().__init__(keep_ratio)
         if k is not None and (isinstance(k, bool) or not isinstance(k, (int, float)) or math.isnan(k)):
             raise InvalidInputError(f"k must be a number of standard deviations or None, got {k!r}")
+        try:
+            self.std = EOSStd(std)
+        except ValueError:
+            raise InvalidInputError(f"std must be 'population' or 'sample', got {std!r}") from None
+        try:
+            self.calibration = EOSCalibration(calibration)
+        except ValueError:
+            raise InvalidInputError(
+                f"calibration must be 'page_mean' or 'pooled_quantile', got {calibration!r}"
+            ) from None
         self.k = float(k) if k is not None else None
         self.calibrated_on = 0
 
@@ -136,17 +203,19 @@ class EOSAdaptivePruner(Pruner):
             The calibrated ``k`` (also stored on the pruner).
         """
         pages = list(pages)
-        self.k = calibrate_eos_k(pages, self.keep_ratio if target_ratio is None else target_ratio)
+        target = self.keep_ratio if target_ratio is None else target_ratio
+        calibrate_fn = calibrate_eos_k if self.calibration is EOSCalibration.PAGE_MEAN else calibrate_eos_k_pooled
+        self.k = calibrate_fn(pages, target, self.std)
         self.calibrated_on = len(pages)
         return self.k
 
     def _impl(self, page: PageEncoding, k: int) -> PrunedPage:
-        z = standardized_eos(page)
+        z = standardized_eos(page, self.std)
         passing = int((z > self.threshold_k).sum())
         count = min(max(passing, 1), k)
         return top_k_rows(page, z.to(torch.float32), count, self.name)
 
     def config(self) -> dict[str, Any]:
         cfg = super().config()
-        cfg.update(k=self.k, calibrated_on=self.calibrated_on)
+        cfg.update(k=self.k, calibrated_on=self.calibrated_on, std=self.std.value, calibration=self.calibration.value)
         return cfg

@@ -14,7 +14,7 @@ from .hierarchical import HierarchicalPoolingPruner
 from .random_pruner import RandomPruner
 from .sap import SAPPruner
 from .sap_max import SAPMaxPruner
-from .spare import SpareResidualPruner
+from .spare import SpareLastTokenPruner, SparePruner
 
 __all__ = ["PRUNERS", "make_pruner", "pruner_names"]
 
@@ -29,7 +29,8 @@ PRUNERS: dict[str, type[Pruner]] = {
         ClusterMergePruner,
         HierarchicalPoolingPruner,
         EOSAdaptivePruner,
-        SpareResidualPruner,
+        SparePruner,
+        SpareLastTokenPruner,
     )
 }
 
@@ -38,7 +39,7 @@ def pruner_names() -> list[str]:
     """The registered pruner names.
 
     >>> pruner_names()
-    ['sap', 'sap_max', 'final_layer', 'random', 'cluster', 'hierarchical', 'eos_adaptive', 'spare']
+    ['sap', 'sap_max', 'final_layer', 'random', 'cluster', 'hierarchical', 'eos_adaptive', 'spare', 'spare_lasttoken']
     """
     return list(PRUNERS)
 

@@ -1,0 +1,93 @@
+"""Training and held-out data: rendered report pages held as uint8 arrays, cut into in-batch contrastive batches."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..progress import progress
+from .pages import ReportPage, make_pages
+from .render import render_report_page
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PageSet", "patchify", "render_pages"]
+
+
+@dataclass
+class PageSet:
+    """Pages of one or more corpora (each corpus: distinct (company, metric) pairs) and their images.
+
+    ``images``: (N, H, W, 3) uint8; ``corpus``: (N,) corpus number of each page.
+    """
+
+    pages: list[ReportPage]
+    images: np.ndarray
+    corpus: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.pages)
+
+
+def render_pages(
+    seeds: list[int], pages_per_seed: int, size: tuple[int, int], *, show_progress: bool = True, cover: bool = False
+) -> PageSet:
+    """Render ``pages_per_seed`` pages for each seed (one corpus per seed) at ``size`` (width, height).
+
+    ``cover``: draw only each page's title (same fonts, sizes and places): the curriculum's first stage.
+    """
+    pages: list[ReportPage] = []
+    corpus: list[int] = []
+    for number, seed in enumerate(seeds):
+        batch = make_pages(pages_per_seed, seed, start=len(pages))
+        if cover:
+            batch = [dataclasses.replace(page, kind="cover") for page in batch]
+        pages += batch
+        corpus += [number] * len(batch)
+    width, height = size
+    images = np.empty((len(pages), height, width, 3), dtype=np.uint8)
+    with progress(total=len(pages), desc="rendering pages", unit="page", enabled=show_progress) as bar:
+        for i, page in enumerate(pages):
+            images[i] = np.asarray(render_report_page(page, size))
+            bar.update(1)
+    return PageSet(pages, images, np.asarray(corpus))
+
+
+def patchify(images: np.ndarray, mean: list[float], std: list[float], patch: int = 14, merge: int = 2) -> dict:
+    """Qwen2-VL image-processor output for pages already at a 28-px multiple size, without its resize pass.
+
+    ``images``: (B, H, W, 3) uint8 -> ``pixel_values`` (B, P, 3 * 2 * patch * patch) with P = (H/14)(W/14)
+    patches in the processor's order (2 x 2 merge blocks, row-major), and ``image_grid_thw`` (B, 3).
+    Equal to ``Qwen2VLImageProcessor`` output to float rounding (checked in tests).
+    """
+    x = torch.from_numpy(images).float() / 255.0
+    x = (x - torch.tensor(mean)) / torch.tensor(std)
+    b, h, w, c = x.shape
+    gh, gw = h // patch, w // patch
+    x = x.permute(0, 3, 1, 2).unsqueeze(1).repeat(1, 2, 1, 1, 1)  # (B, T=2, C, H, W): one frame doubled
+    x = x.reshape(b, 1, 2, c, gh // merge, merge, patch, gw // merge, merge, patch)
+    x = x.permute(0, 1, 4, 7, 5, 8, 3, 2, 6, 9).reshape(b, gh * gw, c * 2 * patch * patch)
+    grid = torch.tensor([[1, gh, gw]] * b)
+    return {"pixel_values": x.contiguous(), "image_grid_thw": grid}
+
+
+def page_batch(processor, images: np.ndarray) -> dict:
+    """Model inputs of a batch of pages: the processor's prompt ids plus fast-path pixel values."""
+    b, h, w, _ = images.shape
+    tokens = (h // 28) * (w // 28)
+    ip = processor.image_processor
+    pixels = patchify(images, ip.image_mean, ip.image_std)
+    text = processor.visual_prompt_prefix.replace("<|image_pad|>", "<|image_pad|>" * tokens)
+    encoded = processor.tokenizer([text] * b, return_tensors="pt", padding="longest")
+    ids = encoded["input_ids"]
+    image_token_id = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    return {
+        "input_ids": ids,
+        "attention_mask": encoded["attention_mask"],
+        "mm_token_type_ids": (ids == image_token_id).long(),
+        **pixels,
+    }

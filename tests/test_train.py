@@ -1,0 +1,127 @@
+"""The toy-model training code: pages, tokenizer, fast patchify, and the script end to end on a few steps."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_pages_have_distinct_pairs_and_one_answering_page():
+    from sap_rag.train.pages import make_pages
+
+    pages = make_pages(160, seed=5)
+    pairs = {(p.company, p.metric) for p in pages}
+    assert len(pairs) == 160
+    for page in pages[:40]:
+        for variant in range(6):
+            question, _ = page.question(variant)
+            # the question names this page's company and metric, so no other page of the corpus answers it
+            assert page.company in question and page.metric in question
+    assert make_pages(20, seed=5) == make_pages(20, seed=5)  # deterministic per seed
+    assert [p.values for p in make_pages(10, seed=1)] != [p.values for p in make_pages(10, seed=2)]
+    with pytest.raises(ValueError):
+        make_pages(161, seed=0)
+
+
+def test_word_tokenizer_keeps_page_words_whole():
+    from sap_rag.train.model import word_tokenizer
+
+    tokenizer = word_tokenizer()
+    tokens = tokenizer.tokenize("What was the research spending of Acme Industries in 2021?")
+    assert tokens == [
+        "what",
+        "was",
+        "the",
+        "research",
+        "spending",
+        "of",
+        "acme",
+        "industries",
+        "in",
+        "2",
+        "0",
+        "2",
+        "1",
+        "?",
+    ]
+    assert tokenizer.tokenize("zebra") == ["[UNK]"]
+
+
+def test_patchify_equals_the_image_processor():
+    """The training fast path must feed the model exactly what the processor (used at search time) feeds it."""
+    from sap_rag.train.data import page_batch
+    from sap_rag.train.model import ModelShape, build_toy_colqwen2
+    from sap_rag.train.pages import make_pages
+    from sap_rag.train.render import render_report_page
+
+    _, processor = build_toy_colqwen2(
+        ModelShape(layers=1, hidden=32, intermediate=32, vision_width=16, vision_layers=1), 0
+    )
+    images = [render_report_page(p, (252, 364)) for p in make_pages(3, seed=0)]
+    reference = processor.process_images(images)
+    fast = page_batch(processor, np.stack([np.asarray(im) for im in images]))
+    for key in ("input_ids", "attention_mask", "image_grid_thw", "mm_token_type_ids"):
+        assert (reference[key] == fast[key]).all(), key
+    assert float((reference["pixel_values"] - fast["pixel_values"]).abs().max()) < 1e-5
+
+
+def test_training_script_runs_end_to_end(tmp_path):
+    """A few steps of the real script (tiny shape, few pages): checkpoint, curve files and picture appear."""
+    out = tmp_path / "ckpt"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "train_toy_model.py"),
+            "--out",
+            str(out),
+            "--tiny",
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "4",
+            "--train-seeds",
+            "1",
+            "--pages-per-seed",
+            "8",
+            "--heldout-pages",
+            "6",
+            "--threads",
+            "1",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "processor_config.json",
+        "training_curve.csv",
+        "training_curve.json",
+        "training_curve.png",
+    ):
+        assert (out / name).is_file(), name
+    curve = json.loads((out / "training_curve.json").read_text())["curve"]
+    assert curve[-1]["step"] == 3
+    assert 0.0 <= curve[-1]["heldout_ndcg5"] <= 1.0 and np.isfinite(curve[-1]["train_loss"])
+
+    from sap_rag import load_encoder
+
+    encoder = load_encoder(out, device="cpu")
+    assert encoder.family == "colqwen2"
+    from sap_rag.train.pages import make_pages
+    from sap_rag.train.render import render_report_page
+
+    [page] = encoder.encode_pages([render_report_page(make_pages(1, seed=3)[0], (252, 364))])
+    assert page.embeddings.shape[0] == 117
