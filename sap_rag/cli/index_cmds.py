@@ -159,14 +159,16 @@ def _recorded_model(path: Path, manifest: Any, model: str | None = None) -> tupl
     return spec, recorded.get("window")
 
 
-def _open(path: Path, device: str | None = None, model: str | None = None):
-    """Open the index at ``path`` with its own encoder (on ``device``); refuse a different ``model``."""
+def _open(path: Path, device: str | None = None, model: str | None = None, *, read_only: bool = False):
+    """Open the index at ``path`` with its own encoder (on ``device``); refuse a different ``model``.
+
+    ``read_only``: a shared open, so several searching processes can use the index at once."""
     spec, window = _recorded_model(path, _manifest(path), model)
     from ..encoders.loading import load_encoder
     from ..index import SAPIndex
 
     encoder = load_encoder(spec, device=device, window=window)
-    return SAPIndex.open(path, encoder=encoder), spec
+    return SAPIndex.open(path, encoder=encoder, read_only=read_only), spec
 
 
 def _per_page(bytes_per_page: float | None) -> str:
@@ -284,7 +286,7 @@ def _parse_filters(items: list[str]) -> dict[str, Any] | None:
 
 def run_search(args: argparse.Namespace) -> int:
     filters = _parse_filters(args.filter)  # checked before the model loads
-    index, spec = _open(args.index, args.device)
+    index, spec = _open(args.index, args.device, read_only=True)
     with index:
         hits = index.search(args.query, k=args.k, filter=filters)
     if args.json:
@@ -317,7 +319,7 @@ def run_info(args: argparse.Namespace) -> int:
     from ..index import SAPIndex
 
     _manifest(args.index)
-    with SAPIndex.open(args.index) as index:  # the encoder loads only if needed: not here
+    with SAPIndex.open(args.index, read_only=True) as index:  # the encoder loads only if needed: not here
         stats = index.stats()
         manifest = index.manifest
         documents = [index.document(doc_id) for doc_id in index.documents()]
@@ -391,7 +393,7 @@ def run_show(args: argparse.Namespace) -> int:
     from ..viz import save_anchor_overlay
 
     spec, window = _recorded_model(args.index, _manifest(args.index))
-    with SAPIndex.open(args.index) as index:  # the document and page are checked before the model loads
+    with SAPIndex.open(args.index, read_only=True) as index:  # page checked before the model loads
         document = index.document(args.doc)
         if args.page > document.num_pages:
             raise InvalidInputError(f"document {args.doc} has pages 1..{document.num_pages}, not {args.page}")

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import InvalidInputError
 from .backends.base import QuerySpec, ScoredPoint
-from .checks import check_sequence, positive_int
+from .checks import check_queries, check_sequence, positive_int
 from .errors import DocumentNotFoundError
 from .filters import parse_filter
 from .options import DEFAULT_COARSE, DEFAULT_EXACT_PREFETCH_MAX_PAGES, TwoStageMode, parse_two_stage
@@ -68,7 +68,7 @@ class IndexReads(IndexState):
     ) -> list[list[SearchHit]]:
         """:meth:`search` for many queries (strings, images and/or ``(n_tokens, dim)`` embeddings) at once."""
         self._check_open()
-        items = check_sequence(queries, "queries")
+        items = check_queries(check_sequence(queries, "queries"))
         k = positive_int(k, "k")
         conditions = parse_filter(filter)
         depth = self._prefetch_depth(two_stage, prefetch, k)

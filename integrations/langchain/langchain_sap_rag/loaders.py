@@ -29,10 +29,9 @@ class SAPPageLoader(BaseLoader):
         self.paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
 
     def lazy_load(self) -> Iterator[Document]:
-        from sap_rag.ingest.text import is_pdf, pdf_page_texts
-
         from sap_rag.index.results import page_label
         from sap_rag.ingest.documents import content_id, discover, load_document
+        from sap_rag.ingest.text import is_pdf, pdf_page_texts
 
         for path in discover(self.paths):
             data = Path(path).read_bytes()
