@@ -13,7 +13,7 @@ from sap_rag.errors import InvalidInputError
 from sap_rag.eval.fakes import page_from_embeddings
 from sap_rag.pruning import SpareLastTokenPruner, SparePruner, make_pruner
 from sap_rag.pruning.spare import anti_relevance_weights, greedy_residual_order, relevance
-from sap_rag.pruning.spare_inputs import attach_spare_inputs, query_prompt_embedding
+from sap_rag.pruning.spare_inputs import attach_spare_inputs, cached_spare_inputs, query_prompt_embedding
 
 
 def _magnitude_page(n: int, dim: int, seed: int):
@@ -127,3 +127,26 @@ def test_encoder_side_inputs_on_a_tiny_model(tiny_encoder, pages):
     assert pruner.run_stats() == {"text_vectors": prompt.shape[0], "pages_without_features": 0, "pages_without_text": 0}
     assert result.num_kept == max(1, int(0.25 * encoded[0].num_tokens))
     assert np.all(np.diff(result.indices.numpy()) > 0)
+
+
+def test_spare_inputs_are_captured_once_and_kept_beside_the_cache(tmp_path, tiny_encoder, pages):
+    calls = []
+
+    def images():
+        calls.append(1)
+        return pages[:2]
+
+    first = tiny_encoder.encode_pages(pages[:2], indegree_layers="none")
+    prompt = cached_spare_inputs(tiny_encoder, first, images, tmp_path)
+    assert calls == [1] and first[0].features.shape == first[0].embeddings.shape
+    again = tiny_encoder.encode_pages(pages[:2], indegree_layers="none")
+    assert torch.equal(cached_spare_inputs(tiny_encoder, again, images, tmp_path), prompt) and calls == [1]
+    assert torch.equal(again[1].features, first[1].features)
+    assert torch.equal(again[1].last_token_embedding, first[1].last_token_embedding)
+    # A damaged side file is ignored and rewritten; pages that carry the inputs already are used as they are.
+    (tmp_path / "spare_inputs.pt").write_bytes(b"not a tensor file")
+    third = tiny_encoder.encode_pages(pages[:2], indegree_layers="none")
+    cached_spare_inputs(tiny_encoder, third, images, tmp_path)
+    assert calls == [1, 1] and torch.allclose(third[0].features, first[0].features, atol=1e-5)
+    cached_spare_inputs(tiny_encoder, third, images, tmp_path, refresh=False)
+    assert calls == [1, 1]

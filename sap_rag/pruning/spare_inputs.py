@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 SIDECAR = "spare_inputs.pt"
+PROMPT_FILE = "spare_query_prompt.pt"
 
 # colpali-engine's name for the final projection: ColPali/ColQwen*/ColGemma3 and ColIdefics3.
 _PROJECTION_NAMES = ("custom_text_proj", "linear")
@@ -163,6 +165,9 @@ def cached_spare_inputs(
 ) -> torch.Tensor:
     """Attach SPARE's inputs to ``pages`` from ``<cache_dir>/spare_inputs.pt``, computing them once.
 
+    Pages that already carry ``features`` and ``last_token_embedding`` (an encoder that records
+    them) are used as they are. The query prompt is kept in ``<cache_dir>/spare_query_prompt.pt``.
+
     Args:
         encoder: the page encoder (called only when the file is missing, stale or ``refresh``).
         pages: the encoded pages (e.g. an evaluation-cache entry's), in image order.
@@ -174,31 +179,51 @@ def cached_spare_inputs(
     Returns:
         The query-prompt vectors ``(M, dim)`` (:func:`query_prompt_embedding`), cached alongside.
     """
-    path = Path(cache_dir) / SIDECAR
+    directory = Path(cache_dir)
     pages = list(pages)
-    if path.is_file() and not refresh:
-        try:
-            data = torch.load(path, weights_only=True)
-            fits = len(data["features"]) == len(pages) and all(
-                f.shape == p.embeddings.shape for f, p in zip(data["features"], pages, strict=True)
-            )
-        except (OSError, RuntimeError, KeyError, TypeError, ValueError) as exc:
-            logger.warning("SPARE inputs: ignoring unreadable %s (%s)", path, exc)
-            fits = False
+    recorded = all(
+        getattr(p, "features", None) is not None and getattr(p, "last_token_embedding", None) is not None for p in pages
+    )
+    if not recorded:  # the encoder did not record them: read them from the side file, or capture them once
+        path = directory / SIDECAR
+        data = _load(path) if not refresh else None
+        fits = data is not None and "last_token" in data and len(data.get("features", [])) == len(pages)
+        fits = fits and all(f.shape == p.embeddings.shape for f, p in zip(data["features"], pages, strict=True))
         if fits:
             for page, features, last in zip(pages, data["features"], data["last_token"], strict=True):
                 page.features = features  # type: ignore[attr-defined]
                 page.last_token_embedding = last  # type: ignore[attr-defined]
-            return data["query_prompt"]
-    attach_spare_inputs(encoder, images(), pages, **encode_options)
+        else:
+            attach_spare_inputs(encoder, images(), pages, **encode_options)
+            _save(
+                {
+                    "features": [p.features for p in pages],  # type: ignore[attr-defined]
+                    "last_token": [p.last_token_embedding for p in pages],  # type: ignore[attr-defined]
+                },
+                path,
+            )
+    prompt_path = directory / PROMPT_FILE
+    data = _load(prompt_path) if not refresh else None
+    if data is not None and isinstance(data.get("query_prompt"), torch.Tensor):
+        return data["query_prompt"]
     prompt = query_prompt_embedding(encoder)
-    data = {
-        "features": [p.features for p in pages],  # type: ignore[attr-defined]
-        "last_token": [p.last_token_embedding for p in pages],  # type: ignore[attr-defined]
-        "query_prompt": prompt,
-    }
+    _save({"query_prompt": prompt}, prompt_path)
+    return prompt
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = torch.load(path, weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        logger.warning("SPARE inputs: ignoring unreadable %s (%s)", path, exc)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _save(data: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(data, tmp)
     os.replace(tmp, path)
-    return prompt
