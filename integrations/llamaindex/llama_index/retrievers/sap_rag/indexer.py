@@ -212,9 +212,7 @@ class VisualDocumentIndexer(NodeParser):
         metadata = dict(node.metadata or {})
         image = _image_of(node)
         if image is not None:
-            return image_batch(
-                [image], [_text_of(node)], {**metadata, **_excluded(node)}, [node.node_id], _label(node)
-            )
+            return image_batch([image], [_text_of(node)], {**metadata, **_excluded(node)}, [node.node_id], _label(node))
         file_path = metadata.get(FILE_PATH_KEY) or None
         if file_path is None:
             raise UnreadableInputError(

@@ -20,8 +20,8 @@ from llama_index.core.vector_stores.types import (
 )
 from pydantic import Field
 
-from sap_rag.errors import InvalidInputError
 from sap_rag import parse_page_id
+from sap_rag.errors import InvalidInputError
 
 from ._core import delete_ref_docs, open_index
 from .filters import to_index_filter
