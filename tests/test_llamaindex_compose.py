@@ -168,7 +168,7 @@ def test_search_options_reach_the_core(indexed):
         expected = index.search(QUERY, k=3, **options)
         assert [h.node.node_id for h in hits] == [e.page_id for e in expected]
     with pytest.raises(InvalidInputError, match="prefetch"):
-        SAPRetriever(index, prefetch=0).retrieve(QUERY)
+        SAPRetriever(index, two_stage=True, prefetch=0).retrieve(QUERY)
     with pytest.raises(InvalidInputError, match="path"):
         SAPRetriever(index, search_kwargs={"k": 1})  # an unknown keyword is an error, never ignored
 
