@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from .errors import EncoderMismatchError
+from .filters import INT64_MAX, check_text
 from .manifest import Manifest
 
 if TYPE_CHECKING:
@@ -20,9 +21,11 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ENCODER_FIELDS",
+    "MAX_SEARCH_DEPTH",
     "check_doc_id",
     "check_encoder",
     "check_pruner",
+    "check_queries",
     "check_sequence",
     "positive_int",
     "resolve_dim",
@@ -33,10 +36,44 @@ ENCODER_FIELDS = ("family", "model_type", "dim", "num_layers", "window")
 """What must match between an index's recorded encoder and the encoder it is opened with."""
 
 
+MAX_SEARCH_DEPTH = 1_000_000
+"""Upper bound on ``k``, ``prefetch`` and ``coarse``: far above any useful result list, far below
+what the engines take (Qdrant Edge raises on a limit of 2**64; a server would try to serve it)."""
+
+_BOUNDS = {"k": MAX_SEARCH_DEPTH, "prefetch": MAX_SEARCH_DEPTH, "coarse": MAX_SEARCH_DEPTH}
+"""Upper bounds of the count arguments that go to the engine as result limits, by argument name."""
+
+
 def check_doc_id(doc_id: Any) -> str:
+    """``doc_id`` if it is a non-empty string of valid Unicode (it is stored in the payload)."""
     if not isinstance(doc_id, str) or not doc_id.strip():
         raise InvalidInputError(f"doc_id must be a non-empty string, got {doc_id!r}")
-    return doc_id
+    return check_text(doc_id, "doc_id")
+
+
+def check_queries(queries: list[Any]) -> list[Any]:
+    """The queries with ``bytes`` decoded as UTF-8 text, or a clear error.
+
+    Bytes are taken as text (strict UTF-8): bytes that are not UTF-8 are refused (an image given
+    as bytes too; open it with PIL). A string must be valid Unicode (no lone surrogate). Other
+    items (arrays, tensors, images) pass through unchanged, to be checked where they are encoded.
+    """
+    out = []
+    for i, query in enumerate(queries):
+        if isinstance(query, (bytes, bytearray, memoryview)):
+            raw = bytes(query)
+            try:
+                query = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidInputError(
+                    f"query #{i} is bytes that are not UTF-8 text (byte {raw[exc.start]:#04x} at position "
+                    f"{exc.start}); pass a str, decoded with its real encoding (e.g. raw.decode('latin-1')), "
+                    "or a PIL image for an image query"
+                ) from None
+        if isinstance(query, str):
+            check_text(query, f"query #{i}")
+        out.append(query)
+    return out
 
 
 def check_sequence(items: Any, what: str) -> list[Any]:
@@ -52,13 +89,18 @@ def check_sequence(items: Any, what: str) -> list[Any]:
     return list(items)
 
 
-def positive_int(value: Any, name: str) -> int:
-    """
+def positive_int(value: Any, name: str, maximum: int | None = None) -> int:
+    """``value`` as an int in ``1 .. maximum``; the default maximum is :data:`MAX_SEARCH_DEPTH` for
+    ``k``, ``prefetch`` and ``coarse``, and the int64 limit for any other count.
+
     >>> positive_int(3, "k")
     3
     """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+    limit = _BOUNDS.get(name, INT64_MAX) if maximum is None else maximum
+    if value > limit:
+        raise InvalidInputError(f"{name} must be at most {limit}, got {value}")
     return int(value)
 
 

@@ -1,92 +1,472 @@
-"""Search filters: a plain dict of payload field -> value (or list of values), parsed once.
+"""Search filters: a plain dict, parsed once into typed conditions that each backend translates.
 
-Keys:
-- ``"doc_id"``: the document id (str).
-- ``"page_number"``: 1-based page number (int).
-- any other key: a key of the document ``metadata`` given at add time.
+``SAPIndex.search(query, filter=...)`` (and ``search_batch``) takes a dict whose keys are
+``"doc_id"`` (the document id), ``"page_number"`` (1-based) or a key of the document ``metadata``
+given at add time, and ``"$and"`` / ``"$or"`` / ``"$not"`` for nesting:
 
-Values: a str, int or bool (equality), or a non-empty list of str or of int (any of them).
-Every key must match (AND). Float values are refused (equality on floats is a trap).
+=======================================  ================================================
+Filter (on a key ``k``)                  Matches a page whose value at ``k``...
+=======================================  ================================================
+``{"k": v}``, ``{"k": {"$eq": v}}``      equals ``v`` (a str, int or bool)
+``{"k": {"$in": [a, b]}}``               equals one of them (all str or all int)
+``{"k": [a, b]}``                        the same as ``$in``
+``{"k": {"$ne": v}}``                    exists and does not equal ``v``
+``{"k": {"$nin": [a, b]}}``              exists and equals none of them
+``{"k": {"$gt": x}}``, ``$gte``,         is a number ``>``, ``>=``, ``<``, ``<=`` ``x``
+``$lt``, ``$lte``                        (an int or float)
+``{"k": {"$exists": False}}``            is missing, null or ``[]`` (IS_EMPTY)
+``{"k": {"$exists": True}}``             has a value
+``{"k": {"$text": "words"}}``            is text holding every word (TEXT_MATCH)
+``{"$and": [f, ...]}``                   every filter ``f`` holds
+``{"$or": [f, ...]}``                    at least one filter ``f`` holds
+``{"$not": f}``                          ``f`` does not hold
+=======================================  ================================================
+
+Examples: ``{"doc_id": "report-2024"}``, ``{"year": [2023, 2024]}``, ``{"status": {"$ne": "draft"}}``,
+``{"year": {"$gte": 2020, "$lt": 2025}}``, ``{"reviewed_by": {"$exists": False}}``,
+``{"title": {"$text": "annual report"}}``,
+``{"$or": [{"year": 2024}, {"$and": [{"draft": True}, {"$not": {"lang": "de"}}]}]}``.
+
+Several keys in one dict, or several operators on one key (``{"$gte": 1, "$lt": 5}``), must all
+hold; ``{}`` or ``None`` is no filter.
+
+Semantics (those of Qdrant, on both backends, and of llama-index's Qdrant store):
+
+- A **list** in the metadata matches ``$eq``/``$in``/ranges/``$text`` when one of its elements
+  does, and ``$ne``/``$nin`` when none does.
+- A **missing key** (or ``null``, or ``[]``) matches only ``$exists: False`` and ``$not``:
+  ``{"k": {"$ne": v}}`` leaves out pages without ``k`` (as llama-index's ``NE`` on Qdrant does);
+  ``{"$not": {"k": v}}`` keeps them.
+- Types are strict: ``1`` does not equal ``"1"``, ``True`` does not equal ``1``, and ranges only
+  see numbers (not bools or strings). Equality on floats is refused (use ``$gte`` and ``$lte``).
+- ``$text`` splits the stored text and the query into words (letters and digits, case-insensitive)
+  and needs every query word among the text's words: ``"annual report"`` matches
+  ``"Report: annual figures"`` but ``"port"`` does not.
+
+Limits, checked here with a clear error instead of an engine message: integers are 64-bit
+(``-2**63 .. 2**63-1``; store bigger numbers as strings); range bounds compare as 64-bit floats,
+so integer bounds must lie within ``+-2**53``; strings must be valid Unicode (no lone surrogates);
+``$and``/``$or``/``$not`` nest at most 32 deep.
+
+Keys: a metadata key (at any depth of nested dicts) is a non-empty string that does not start
+with ``$`` (operators do) and holds none of ``. [ ] " \\`` (path syntax); anything else works,
+spaces and punctuation included (``"my key"`` is quoted in the Qdrant path). Such keys are
+refused when the metadata is added, so every stored key can be filtered on. Metadata keys named
+``doc_id`` or ``page_number`` are kept but cannot be filtered on: those filter keys mean the page's
+own fields.
+
+Payload indexes: none is needed. Qdrant Edge and qdrant-client's local mode evaluate every
+operator, ``$text`` included, on unindexed payload (``$text`` then tokenizes like a default
+full-text index: same results with or without one). On a large server collection, create payload
+indexes on the keys you filter on often, for speed: ``client.create_payload_index(collection,
+"metadata.year", "integer")`` (a text index must keep the default word tokenizer and lowercasing
+for ``$text`` to keep these semantics). ``doc_id`` is indexed by sap-rag.
 
 >>> parse_filter({"doc_id": "report-2024", "year": [2023, 2024]})
 (FieldMatch(path='doc_id', values=('report-2024',)), FieldMatch(path='metadata.year', values=(2023, 2024)))
+>>> parse_filter({"my key": {"$gte": 1, "$lt": 5}})
+(FieldRange(path='metadata."my key"', gt=None, gte=1, lt=5, lte=None),)
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..errors import InvalidInputError
 
-__all__ = ["METADATA_FIELD", "RESERVED_KEYS", "FieldMatch", "parse_filter", "validate_metadata"]
+__all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
+    "MAX_FILTER_DEPTH",
+    "MAX_METADATA_DEPTH",
+    "METADATA_FIELD",
+    "RESERVED_KEYS",
+    "AllOf",
+    "AnyOf",
+    "Condition",
+    "FieldEmpty",
+    "FieldExcept",
+    "FieldMatch",
+    "FieldRange",
+    "FieldText",
+    "NotOf",
+    "check_key",
+    "check_text",
+    "parse_filter",
+    "payload_path",
+    "validate_metadata",
+]
 
 METADATA_FIELD = "metadata"
 RESERVED_KEYS = ("doc_id", "page_number")
+"""Filter keys that name a page's own payload fields rather than a metadata key."""
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""Qdrant stores and matches integers as signed 64-bit (Qdrant Edge turns bigger ones into floats)."""
+
+EXACT_FLOAT_INT = 2**53
+"""Range bounds are compared as 64-bit floats, exact for integers up to this magnitude."""
+
+MAX_FILTER_DEPTH = 32
+MAX_METADATA_DEPTH = 32
+"""Levels of nested dicts/lists in metadata. The engine's JSON decoder stops at 128 levels for the
+whole payload, and a deeper payload written to Qdrant Edge makes every later filtered read fail."""
+
+_PATH_CHARS = (".", "[", "]", '"', "\\")
+_RAW_KEY = re.compile(r"[A-Za-z0-9_-]+")  # what Qdrant's JSON path takes unquoted (others are quoted)
+_RANGE_OPS = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}
+_FIELD_OPS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$text")
+_LOGICAL_OPS = ("$and", "$or", "$not")
+
+Scalar = str | int | bool
 
 
 @dataclass(frozen=True)
 class FieldMatch:
-    """One condition: the payload value at ``path`` equals one of ``values``."""
+    """The value at ``path`` (or one element of a list there) equals one of ``values``."""
 
     path: str
-    values: tuple[str | int | bool, ...]
+    values: tuple[Scalar, ...]
 
 
-def _check_key(key: Any, what: str) -> str:
+@dataclass(frozen=True)
+class FieldExcept:
+    """``path`` has a value, and neither it nor any element of a list there is in ``values``."""
+
+    path: str
+    values: tuple[Scalar, ...]
+
+
+@dataclass(frozen=True)
+class FieldRange:
+    """The number at ``path`` (or one element of a list there) lies within the given bounds."""
+
+    path: str
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+
+
+@dataclass(frozen=True)
+class FieldEmpty:
+    """``path`` is missing, ``null`` or ``[]``."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class FieldText:
+    """The text at ``path`` holds every word of ``text`` (whole words, case-insensitive)."""
+
+    path: str
+    text: str
+
+
+@dataclass(frozen=True)
+class AllOf:
+    """Every condition holds."""
+
+    conditions: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """At least one condition holds."""
+
+    conditions: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class NotOf:
+    """The condition does not hold."""
+
+    condition: Condition
+
+
+Condition = FieldMatch | FieldExcept | FieldRange | FieldEmpty | FieldText | AllOf | AnyOf | NotOf
+"""One parsed condition; ``parse_filter`` returns a tuple of them, all of which must hold."""
+
+
+# --- keys and strings ---------------------------------------------------------------------------
+
+
+def _short(x: Any, limit: int = 60) -> str:
+    """``repr(x)``, cut to ``limit`` characters."""
+    text = repr(x)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def check_text(s: str, what: str) -> str:
+    """``s`` if it is valid Unicode (no lone surrogate), else an error naming ``what``."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{what} {_short(s)} holds a lone surrogate {s[exc.start]!r} at position {exc.start}, which is not "
+            "valid Unicode and cannot be stored (often a file name decoded with 'surrogateescape'); repair it, "
+            "e.g. text.encode('utf-8', 'replace').decode()"
+        ) from None
+    return s
+
+
+def check_key(key: Any, what: str) -> str:
+    """A metadata or filter key that can be filtered on (see the module docstring), or an error."""
     if not isinstance(key, str) or not key:
         raise InvalidInputError(f"{what} keys must be non-empty strings, got {key!r}")
-    if any(ch in key for ch in '.[]"'):
-        raise InvalidInputError(f"{what} key {key!r} may not contain '.', '[', ']' or '\"' (they are path syntax)")
+    check_text(key, f"{what} key")
+    if key.startswith("$"):
+        raise InvalidInputError(
+            f"{what} key {_short(key)} may not start with '$' (filter operators such as '$and' and '$gt' do); "
+            f"rename it, e.g. {key.lstrip('$') or 'key'!r}"
+        )
+    if any(ch in key for ch in _PATH_CHARS):
+        fixed = "".join("_" if ch in _PATH_CHARS else ch for ch in key)
+        raise InvalidInputError(
+            f"{what} key {_short(key)} may not contain '.', '[', ']', '\"' or '\\' (they are path syntax in "
+            f"filters); rename it, e.g. {fixed!r}"
+        )
     return key
 
 
-def _values(key: str, value: Any) -> tuple[str | int | bool, ...]:
-    if isinstance(value, (str, bool, int)):
-        return (value,)
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = list(value)
-        if not items:
-            raise InvalidInputError(f"filter[{key!r}] is an empty list, which matches nothing; drop the key instead")
-        if all(isinstance(v, str) for v in items) or all(isinstance(v, int) and not isinstance(v, bool) for v in items):
-            return tuple(items)
-        raise InvalidInputError(f"filter[{key!r}] must list only strings or only integers (any-of), got {items!r}")
+def payload_path(key: str) -> str:
+    """The Qdrant payload path of a filter key: ``doc_id``, ``metadata.year``, ``metadata."my key"``."""
+    if key in RESERVED_KEYS:
+        return key
+    return f"{METADATA_FIELD}.{key}" if _RAW_KEY.fullmatch(key) else f'{METADATA_FIELD}."{key}"'
+
+
+# --- values -------------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as the Python values they hold."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+def _int64(value: int, where: str) -> int:
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidInputError(
+            f"{where}: {value} is outside the 64-bit integer range Qdrant stores (-2**63 .. 2**63-1); "
+            "store and filter such numbers as strings"
+        )
+    return value
+
+
+def _eq_value(value: Any, where: str) -> Scalar:
+    value = _plain(value)
+    if isinstance(value, str):
+        return check_text(value, f"{where}: the string")
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return _int64(value, where)
     raise InvalidInputError(
-        f"filter[{key!r}] must be a str, int, bool or a list of str/int (any-of), got {type(value).__name__} "
-        f"{value!r}"
-        + ("; floats cannot be matched exactly, store them as strings or ints" if isinstance(value, float) else "")
+        f"{where} must be a str, int or bool, got {type(value).__name__} {_short(value)}"
+        + (
+            "; floats cannot be matched exactly: use {'$gte': x, '$lte': x}, or store them as strings or ints"
+            if isinstance(value, float)
+            else ""
+        )
     )
 
 
-def parse_filter(filter: Mapping[str, Any] | None) -> tuple[FieldMatch, ...]:
-    """Turn a user filter dict into conditions on payload paths (see the module docstring)."""
+def _any_values(value: Any, where: str) -> tuple[Scalar, ...]:
+    items = [_plain(v) for v in value]
+    if not items:
+        raise InvalidInputError(f"{where} is an empty list, which matches nothing; drop the key instead")
+    if all(isinstance(v, str) for v in items):
+        return tuple(check_text(v, f"{where}: the string") for v in items)
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+        return tuple(_int64(v, where) for v in items)
+    raise InvalidInputError(f"{where} must list only strings or only integers (any-of), got {_short(items)}")
+
+
+def _old_form(value: Any, where: str) -> tuple[Scalar, ...]:
+    """``{"k": v}`` and ``{"k": [a, b]}``: the forms filters had before operators."""
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return _any_values(value, where)
+    plain = _plain(value)
+    if isinstance(plain, (str, bool, int)):
+        return (_eq_value(plain, where),)
+    raise InvalidInputError(
+        f"{where} must be a str, int, bool, a list of str/int (any-of) or a dict of operators such as "
+        f"{{'$gte': 2020}}, got {type(value).__name__} {_short(value)}"
+        + (
+            "; floats cannot be matched exactly: use {'$gte': x, '$lte': x}, or store them as strings or ints"
+            if isinstance(plain, float)
+            else ""
+        )
+    )
+
+
+def _bound(value: Any, where: str) -> int | float:
+    value = _plain(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError(
+            f"{where} must be a number (ranges compare numbers only), got {type(value).__name__} {_short(value)}"
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInputError(f"{where} must be a finite number, got {value}; leave the bound out instead")
+    if isinstance(value, int) and abs(value) > EXACT_FLOAT_INT:
+        raise InvalidInputError(
+            f"{where}: {value} is beyond +-2**53, where range bounds (compared as 64-bit floats) stop being exact; "
+            "give a float to accept the rounding, or store such numbers as strings"
+        )
+    return value
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+
+def _group(conditions: tuple[Condition, ...]) -> Condition:
+    return conditions[0] if len(conditions) == 1 else AllOf(conditions)
+
+
+def _sub_filter(value: Any, where: str, depth: int) -> tuple[Condition, ...]:
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(f"{where} must be a filter dict such as {{'year': 2024}}, got {type(value).__name__}")
+    if not value:
+        raise InvalidInputError(f"{where} is an empty filter, which matches every page; drop it")
+    return _parse(value, where, depth)
+
+
+def _logical(op: str, value: Any, where: str, depth: int) -> tuple[Condition, ...]:
+    if depth >= MAX_FILTER_DEPTH:
+        raise InvalidInputError(f"{where}: filters may nest $and/$or/$not at most {MAX_FILTER_DEPTH} deep")
+    if op == "$not":
+        return (NotOf(_group(_sub_filter(value, where, depth + 1))),)
+    if not isinstance(value, (list, tuple)) or not value:
+        raise InvalidInputError(f"{where} must be a non-empty list of filter dicts, e.g. [{{'year': 2024}}, ...]")
+    parts = [_sub_filter(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
+    if op == "$and":
+        return tuple(c for part in parts for c in part)
+    return (AnyOf(tuple(_group(part) for part in parts)),)
+
+
+def _operators(path: str, ops: Mapping[Any, Any], where: str) -> tuple[Condition, ...]:
+    if not ops:
+        raise InvalidInputError(f"{where} is an empty dict; give a value or operators such as {{'$gte': 2020}}")
+    out: list[Condition] = []
+    bounds: dict[str, int | float] = {}
+    for op, value in ops.items():
+        at = f"{where}[{op!r}]"
+        if op == "$eq":
+            out.append(FieldMatch(path, (_eq_value(value, at),)))
+        elif op == "$ne":
+            out.append(FieldExcept(path, (_eq_value(value, at),)))
+        elif op in ("$in", "$nin"):
+            if not isinstance(value, (list, tuple, set, frozenset)):
+                raise InvalidInputError(f"{at} must be a list of strings or of integers, got {type(value).__name__}")
+            values = _any_values(value, at)
+            out.append(FieldMatch(path, values) if op == "$in" else FieldExcept(path, values))
+        elif op in _RANGE_OPS:
+            bounds[_RANGE_OPS[op]] = _bound(value, at)
+        elif op == "$exists":
+            if not isinstance(_plain(value), bool):
+                raise InvalidInputError(f"{at} must be True or False, got {_short(value)}")
+            out.append(NotOf(FieldEmpty(path)) if value else FieldEmpty(path))
+        elif op == "$text":
+            if not isinstance(value, str) or not value.strip():
+                raise InvalidInputError(f"{at} must be a non-empty string of words, got {_short(value)}")
+            out.append(FieldText(path, check_text(value, f"{at}: the string")))
+        else:
+            raise InvalidInputError(
+                f"{where}: unknown operator {_short(op)}; field operators are {', '.join(_FIELD_OPS)}"
+                if isinstance(op, str) and op.startswith("$")
+                else f"{where}: {_short(op)} is not an operator; operators are {', '.join(_FIELD_OPS)}"
+            )
+    if bounds:
+        out.append(FieldRange(path, **bounds))
+    return tuple(out)
+
+
+def _parse(flt: Mapping[Any, Any], where: str, depth: int) -> tuple[Condition, ...]:
+    out: list[Condition] = []
+    for key, value in flt.items():
+        if isinstance(key, str) and key.startswith("$"):
+            if key not in _LOGICAL_OPS:
+                raise InvalidInputError(
+                    f"{where}: unknown operator {_short(key)}; at this level use $and, $or or $not, and put field "
+                    "operators under a key, e.g. {'year': {'$gt': 2020}}"
+                )
+            out.extend(_logical(key, value, f"{where}[{key!r}]", depth))
+            continue
+        check_key(key, "filter")
+        at = f"{where}[{key!r}]"
+        if isinstance(value, Mapping):
+            out.extend(_operators(payload_path(key), value, at))
+        else:
+            out.append(FieldMatch(payload_path(key), _old_form(value, at)))
+    return tuple(out)
+
+
+def parse_filter(filter: Mapping[str, Any] | None) -> tuple[Condition, ...]:
+    """Turn a user filter dict into conditions that must all hold (see the module docstring).
+
+    Raises:
+        InvalidInputError: a malformed filter, unknown operator, or out-of-range value.
+    """
     if filter is None:
         return ()
     if not isinstance(filter, Mapping):
         raise InvalidInputError(
-            f"filter must be a dict like {{'doc_id': 'report-2024'}} or {{'source': ['a.pdf', 'b.pdf']}}, "
+            f"filter must be a dict like {{'doc_id': 'report-2024'}} or {{'year': {{'$gte': 2020}}}}, "
             f"got {type(filter).__name__}"
         )
-    out = []
-    for key, value in filter.items():
-        _check_key(key, "filter")
-        path = key if key in RESERVED_KEYS else f"{METADATA_FIELD}.{key}"
-        out.append(FieldMatch(path, _values(key, value)))
-    return tuple(out)
+    return _parse(filter, "filter", 0)
+
+
+# --- metadata -----------------------------------------------------------------------------------
+
+
+def _json_copy(value: Any, where: str, depth: int) -> Any:
+    value = _plain(value)
+    if value is None or isinstance(value, (bool, str)):
+        return value if not isinstance(value, str) else check_text(value, f"{where}: the string")
+    if isinstance(value, int):
+        return _int64(value, where)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInputError(f"metadata values must be JSON data: {where} is {value}, which JSON cannot hold")
+        return value
+    if isinstance(value, (Mapping, list, tuple)):
+        if depth >= MAX_METADATA_DEPTH:
+            raise InvalidInputError(
+                f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep (dicts and lists) at "
+                f"{where if len(where) <= 120 else where[:117] + '...'}; flatten it, e.g. store the deep part "
+                "as a JSON string"
+            )
+        if isinstance(value, Mapping):
+            return {check_key(k, where): _json_copy(v, f"{where}[{k!r}]", depth + 1) for k, v in value.items()}
+        return [_json_copy(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
+    raise InvalidInputError(
+        f"metadata values must be JSON data (str, numbers, bools, None, lists, dicts): {where} is a "
+        f"{type(value).__name__}"
+    )
 
 
 def validate_metadata(metadata: Any) -> dict[str, Any]:
-    """Check document metadata: a dict with string keys usable in filters and JSON values."""
-    import json
+    """A plain JSON copy of document metadata whose every key can be filtered on, or an error.
 
+    Checked at add time, so nothing unfilterable or unstorable reaches the index: keys (at every
+    depth) follow :func:`check_key`; values are JSON (str without lone surrogates, 64-bit ints,
+    finite floats, bools, None, lists, dicts) nested at most :data:`MAX_METADATA_DEPTH` deep.
+    """
     if metadata is None:
         return {}
     if not isinstance(metadata, Mapping):
         raise InvalidInputError(f"metadata must be a dict, got {type(metadata).__name__}")
-    for key in metadata:
-        _check_key(key, "metadata")
-    try:
-        return json.loads(json.dumps(dict(metadata), allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"metadata values must be JSON data (str, numbers, lists, dicts): {exc}") from exc
+    return _json_copy(metadata, "metadata", 0)

@@ -18,9 +18,10 @@ from typing import Any
 from ...errors import MissingDependencyError
 from .._fs import allocated_bytes
 from ..errors import BackendError
-from ..filters import FieldMatch
+from ..filters import Condition, FieldMatch
 from ..options import StorageType
 from .base import ANCHORS, POOLED, SUMMARY, Backend, PagePoint, QuerySpec, ScoredPoint, Stage, prefetch_plan
+from .filter_edge import to_edge_filter
 
 logger = logging.getLogger(__name__)
 
@@ -70,15 +71,8 @@ def _config(dim: int, storage: StorageType, indexing_threshold_kb: int | None = 
     return qe.EdgeConfig(vectors=vectors, wal_enabled=False, optimizers=optimizers)
 
 
-def _filter(conditions: tuple[FieldMatch, ...]) -> Any:
-    if not conditions:
-        return None
-    qe = _qe()
-    must = []
-    for cond in conditions:
-        match = qe.MatchValue(cond.values[0]) if len(cond.values) == 1 else qe.MatchAny(list(cond.values))
-        must.append(qe.FieldCondition(key=cond.path, match=match))
-    return qe.Filter(must=must)
+def _filter(conditions: tuple[Condition, ...]) -> Any:
+    return to_edge_filter(conditions)
 
 
 def _prefetches(qe: Any, levels: list[list[Stage]], flt: Any) -> list[Any] | None:

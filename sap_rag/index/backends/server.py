@@ -18,9 +18,10 @@ from typing import Any
 from ...errors import InvalidInputError, MissingDependencyError
 from .._fs import allocated_bytes
 from ..errors import BackendError, IndexExistsError, IndexFormatError
-from ..filters import FieldMatch
+from ..filters import Condition, FieldMatch
 from ..options import StorageType
 from .base import ANCHORS, POOLED, SUMMARY, Backend, PagePoint, QuerySpec, ScoredPoint, Stage, prefetch_plan
+from .filter_qdrant import to_qdrant_filter
 
 logger = logging.getLogger(__name__)
 
@@ -56,18 +57,8 @@ def connect(
     raise InvalidInputError("give a Qdrant url, a local-mode path, or a QdrantClient object")
 
 
-def _filter(conditions: tuple[FieldMatch, ...]) -> Any:
-    if not conditions:
-        return None
-    m = _models()
-    must = []
-    for cond in conditions:
-        if len(cond.values) == 1:
-            match = m.MatchValue(value=cond.values[0])
-        else:
-            match = m.MatchAny(any=list(cond.values))
-        must.append(m.FieldCondition(key=cond.path, match=match))
-    return m.Filter(must=must)
+def _filter(conditions: tuple[Condition, ...]) -> Any:
+    return to_qdrant_filter(conditions)
 
 
 def _prefetch(m: Any, levels: list[list[Stage]], flt: Any) -> Any:
