@@ -47,6 +47,10 @@ _LAZY = {
     "SearchHit": "sap_rag.index",
     "IndexStats": "sap_rag.index",
     "DocumentInfo": "sap_rag.index",
+    "page_id": "sap_rag.index.results",
+    "parse_page_id": "sap_rag.index.results",
+    "relevance_score": "sap_rag.index.results",
+    "IndexReadOnlyError": "sap_rag.index.errors",
     "StorageType": "sap_rag.index",
     "IndexLockedError": "sap_rag.index.errors",
     "IndexFormatError": "sap_rag.index.errors",
@@ -95,7 +99,9 @@ if TYPE_CHECKING:
         IndexFormatError,
         IndexLockedError,
         IndexNotFoundError,
+        IndexReadOnlyError,
     )
+    from .index.results import page_id, parse_page_id, relevance_score
     from .pruning.base import Pruner
     from .pruning.registry import PRUNERS, make_pruner, pruner_names
     from .pruning.sap import SAPPruner

@@ -16,12 +16,13 @@ from .errors import (
     IndexFormatError,
     IndexLockedError,
     IndexNotFoundError,
+    IndexReadOnlyError,
 )
 from .filters import parse_filter, validate_metadata
 from .index import SAPIndex
 from .manifest import FORMAT_VERSION, Manifest
 from .options import StorageType, TwoStageMode
-from .results import DocumentInfo, IndexCheck, IndexStats, SearchHit
+from .results import DocumentInfo, IndexCheck, IndexStats, SearchHit, page_id, parse_page_id, relevance_score
 
 __all__ = [
     "FORMAT_VERSION",
@@ -36,6 +37,7 @@ __all__ = [
     "IndexFormatError",
     "IndexLockedError",
     "IndexNotFoundError",
+    "IndexReadOnlyError",
     "IndexStats",
     "Manifest",
     "SAPIndex",
@@ -43,6 +45,9 @@ __all__ = [
     "StorageType",
     "TwoStageMode",
     "as_index",
+    "page_id",
     "parse_filter",
+    "parse_page_id",
+    "relevance_score",
     "validate_metadata",
 ]

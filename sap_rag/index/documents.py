@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidInputError, UnreadableInputError
-from ..ingest.documents import DEFAULT_INCLUDE, IngestError, discover, load_document
+from ..errors import InvalidInputError, SapRagError, UnreadableInputError
+from ..ingest.documents import DEFAULT_INCLUDE, IngestError, content_id, discover, load_document
 from ..ingest.pdf import DEFAULT_DPI
+from ..ingest.text import is_pdf, pdf_page_texts
 from ..progress import progress
+from .checks import positive_int
 from .filters import validate_metadata
 from .results import DocumentInfo
 
@@ -85,12 +87,22 @@ def add_documents(
         skip_errors: index what can be read and report the rest, instead of stopping.
         metadata: extra metadata for every document (``source`` and ``filename`` are set).
         file_metadata: per-file metadata keyed by path (as given or absolute), over ``metadata``.
-        dpi: PDF rendering resolution.
+        dpi: PDF rendering resolution (a positive integer).
         password: for encrypted PDFs.
-        batch_size: pages per encoder forward pass.
+        batch_size: pages per encoder forward pass (a positive integer; None: the encoder's).
         show_progress: a progress bar over pages (with pages/s and ETA).
+
+    Every page gets its text: a PDF's text layer, else a label such as ``"page 3 of report.pdf"``.
+
+    Raises:
+        InvalidInputError: a bad option (checked before any file is read).
+        UnreadableInputError: a file cannot be read (unless ``skip_errors``), or it changed while
+            it was being indexed (it is then not written).
     """
     started = time.perf_counter()
+    dpi = positive_int(dpi, "dpi")
+    if batch_size is not None:
+        batch_size = positive_int(batch_size, "batch_size")
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     files = discover(paths, include)
@@ -117,15 +129,25 @@ def add_documents(
         del document  # pages are re-rendered in pass 2, one document at a time, to bound memory
     total = sum(n for _, doc_id, n, _ in readable if doc_id not in index)
     with progress(total=total, desc="indexing", unit="page", enabled=show_progress) as bar:
-        for path, doc_id, _, extra in readable:
+        for path, doc_id, num_pages, extra in readable:
             source = os.fspath(path.resolve())
             if doc_id in index:
                 report.unchanged.append(doc_id)
             else:
                 document = load_document(path, doc_id=doc_id, metadata=extra, dpi=dpi, password=password)
-                report.added.append(
-                    index.add_images(document.pages, doc_id=doc_id, metadata=document.metadata, batch_size=batch_size)
+                texts = pdf_page_texts(path, password=password) if is_pdf(path) else None
+                changed = content_id(path.read_bytes()) != doc_id
+                if changed or document.num_pages != num_pages or (texts is not None and len(texts) != num_pages):
+                    raise UnreadableInputError(
+                        f"{path}: the file changed while it was being indexed; nothing of it was written, run again"
+                    )
+                info = index.add_images(
+                    document.pages, doc_id=doc_id, metadata=document.metadata, texts=texts, batch_size=batch_size
                 )
+                if info.num_pages != num_pages:  # never commit a document with fewer pages than its file has
+                    index.delete(doc_id, missing_ok=True)
+                    raise SapRagError(f"internal error: {path} has {num_pages} pages but {info.num_pages} were stored")
+                report.added.append(info)
                 bar.update(document.num_pages)
             # The file's older versions go once its current version is committed.
             for old_id in index.documents(source=source):

@@ -13,11 +13,16 @@ __all__ = [
     "IndexFormatError",
     "IndexLockedError",
     "IndexNotFoundError",
+    "IndexReadOnlyError",
 ]
 
 
 class IndexLockedError(SapRagError):
     """Another process (or another ``SAPIndex`` object in this one) holds the index's write lock."""
+
+
+class IndexReadOnlyError(SapRagError):
+    """A write was asked of an index opened read-only."""
 
 
 class IndexFormatError(SapRagError):

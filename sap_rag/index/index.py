@@ -20,13 +20,14 @@ import os
 import shutil
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, SapRagError
 from .backends.base import Backend, QuerySpec, ScoredPoint
 from .backends.factory import create_backend, open_backend
 from .checks import (
@@ -38,7 +39,14 @@ from .checks import (
     resolve_dim,
     resolve_pruner,
 )
-from .errors import DocumentNotFoundError, IndexClosedError, IndexExistsError, IndexFormatError
+from .errors import (
+    DocumentNotFoundError,
+    IndexClosedError,
+    IndexExistsError,
+    IndexFormatError,
+    IndexLockedError,
+    IndexReadOnlyError,
+)
 from .filters import parse_filter, validate_metadata
 from .images import ImageStore
 from .lock import LOCK_NAME, IndexLock
@@ -54,8 +62,17 @@ from .options import (
     TwoStageMode,
     parse_two_stage,
 )
-from .registry import REGISTRY_NAME, DocumentRecord, Registry
-from .results import DocumentInfo, IndexCheck, IndexStats, SearchHit
+from .registry import REGISTRY_NAME, DocumentRecord, Registry, page_point_id
+from .results import (
+    DocumentInfo,
+    IndexCheck,
+    IndexStats,
+    SearchHit,
+    page_id,
+    page_label,
+    parse_page_id,
+    relevance_score,
+)
 from .store import PageStore, StagedPage
 from .vectors import POOLING_KIND, SUMMARY_KIND, as_matrix, page_pooled, page_summary, query_summary, to_storage
 
@@ -107,6 +124,10 @@ class SAPIndex:
         self._pruner = pruner
         self._mutex = threading.RLock()
         self._closed = False
+        self.read_only = lock.shared
+        # Releases the engine and the lock when this object is collected or the process exits,
+        # without close(). It must not refer to self, or self would never be collected.
+        self._finalizer = weakref.finalize(self, _release, store, lock)
 
     # --- construction -----------------------------------------------------------------------
 
@@ -258,8 +279,16 @@ class SAPIndex:
         pruner: Pruner | None = None,
         client: Any = None,
         qdrant_api_key: str | None = None,
+        read_only: bool = False,
     ) -> SAPIndex:
         """Open an existing index (and finish or undo any write a crash interrupted).
+
+        One writer, or any number of read-only opens (from any processes), may have an index open
+        at a time: ``read_only=True`` opens share the index with each other, for searching
+        (``search``, ``get_pages``, ``document``, ``stats``...); a writer waits for none of them
+        but is refused while they are open, and they are refused while it is. The lock is
+        released by :meth:`close`, by leaving a ``with`` block, when the object is garbage
+        collected, or when the process ends.
 
         Args:
             path: the index directory.
@@ -271,36 +300,53 @@ class SAPIndex:
             client: a ``QdrantClient`` for an index whose vectors live on a server (default:
                 reconnect to the recorded url or local-mode path).
             qdrant_api_key: API key for the recorded server url.
+            read_only: open for searching only, sharing the index with other read-only opens.
 
         Raises:
             IndexNotFoundError: no index at ``path``.
             IndexFormatError: a newer format version, or a damaged index.
-            IndexLockedError: the index is open elsewhere.
+            IndexLockedError: the index is open elsewhere (for writing; or, for a writer, read-only):
+                the message says by whom and what to do.
+            IndexReadOnlyError: ``read_only`` and a write was interrupted; open it for writing once.
             EncoderMismatchError: ``encoder`` differs from the index's.
         """
         root = Path(path)
         manifest = Manifest.read(root)
         check_encoder(manifest, encoder)
         pruner = check_pruner(manifest, pruner)
-        lock = IndexLock.acquire(root)
+        lock = IndexLock.acquire(root, shared=bool(read_only))
         backend: Backend | None = None
+        registry: Registry | None = None
         try:
-            backend = open_backend(root, manifest, client, qdrant_api_key)
+            with lock.engine_section():
+                backend = _open_backend(root, manifest, client, qdrant_api_key, bool(read_only))
             if not (root / REGISTRY_NAME).is_file():
                 raise IndexFormatError(f"{root} has no {REGISTRY_NAME}; the index is incomplete or damaged")
-            registry = Registry(root / REGISTRY_NAME)
+            registry = Registry(root / REGISTRY_NAME, read_only=bool(read_only))
+            if read_only and (registry.journal() or registry.journal_points()):
+                raise IndexReadOnlyError(
+                    f"the index at {root} has a write that was interrupted (a writer stopped before finishing), "
+                    f"which a read-only open cannot clean up: open it once for writing (SAPIndex.open({str(root)!r}) "
+                    "or any sap-rag command that changes it), then read-only opens work"
+                )
         except BaseException:
+            if registry is not None:
+                registry.close()
             if backend is not None:
-                backend.close()
+                with lock.engine_section():
+                    backend.close()
             lock.release()
             raise
-        store = PageStore(backend, registry, ImageStore(root / IMAGES_DIR), store_images=manifest.store_images)
+        store = PageStore(
+            backend, registry, ImageStore(root / IMAGES_DIR), store_images=manifest.store_images, read_only=read_only
+        )
         index = cls(root, manifest, store, lock, encoder=encoder, pruner=pruner)
-        try:
-            store.recover()
-        except BaseException:
-            index.close()
-            raise
+        if not read_only:
+            try:
+                store.recover()
+            except BaseException:
+                index.close()
+                raise
         return index
 
     # --- properties -------------------------------------------------------------------------
@@ -371,6 +417,7 @@ class SAPIndex:
         doc_id: str,
         metadata: Mapping[str, Any] | None = None,
         *,
+        texts: Sequence[str | None] | None = None,
         batch_size: int | None = None,
         show_progress: bool = False,
     ) -> DocumentInfo:
@@ -383,16 +430,21 @@ class SAPIndex:
             images: the document's pages in order: PIL images, image paths, or image bytes.
             doc_id: the document's id (any non-empty string).
             metadata: JSON data kept with every page and usable in search filters.
-            batch_size: pages per encoder forward pass.
+            texts: per page, its text (e.g. from OCR or a text layer), returned as ``hit.text``;
+                None or empty entries (or no list) get a label such as ``"page 3 of report.pdf"``.
+            batch_size: pages per encoder forward pass (a positive integer; default: the encoder's).
             show_progress: show progress bars.
 
         Raises:
             UnreadableInputError: a page is not a readable image (nothing is written).
         """
-        self._check_open()
+        self._check_open(write=True)
         doc_id = check_doc_id(doc_id)
         metadata = validate_metadata(metadata)
         sources = check_sequence(images, "images")
+        if batch_size is not None:
+            batch_size = positive_int(batch_size, "batch_size")
+        page_texts = _page_texts(texts, len(sources), doc_id, metadata)
         decoded = _load_images(sources, doc_id)
         window = getattr(self.pruner, "window", None)
         encodings = self.encoder.encode_pages(
@@ -402,7 +454,7 @@ class SAPIndex:
             show_progress=show_progress,
         )
         pruned = [self.pruner.prune(page) for page in encodings]
-        return self._write(doc_id, pruned, sources, decoded, metadata, show_progress)
+        return self._write(doc_id, pruned, sources, decoded, metadata, show_progress, page_texts)
 
     def add_documents(self, paths: Any, **options: Any) -> AddReport:
         """Index PDFs and images from files and folders; see :func:`sap_rag.index.documents.add_documents`.
@@ -412,7 +464,7 @@ class SAPIndex:
         """
         from .documents import add_documents
 
-        self._check_open()
+        self._check_open(write=True)
         return add_documents(self, paths, **options)
 
     def add_pages(
@@ -422,6 +474,7 @@ class SAPIndex:
         metadata: Mapping[str, Any] | None = None,
         *,
         images: Sequence[Any] | None = None,
+        texts: Sequence[str | None] | None = None,
         show_progress: bool = False,
     ) -> DocumentInfo:
         """Store precomputed pages of one document, all or nothing (no model needed).
@@ -433,19 +486,21 @@ class SAPIndex:
             doc_id: the document's id; re-adding it replaces its pages.
             metadata: JSON data kept with every page and usable in search filters.
             images: optional page images (one per page) to keep in the index.
+            texts: optional page texts (one per page; see :meth:`add_images`).
             show_progress: show a progress bar.
         """
-        self._check_open()
+        self._check_open(write=True)
         doc_id = check_doc_id(doc_id)
         metadata = validate_metadata(metadata)
         pruned = [self._as_pruned(page, i) for i, page in enumerate(check_sequence(pages, "pages"))]
+        page_texts = _page_texts(texts, len(pruned), doc_id, metadata)
         sources = decoded = None
         if images is not None:
             sources = check_sequence(images, "images")
             if len(sources) != len(pruned):
                 raise InvalidInputError(f"got {len(pruned)} pages but {len(sources)} images; give one image per page")
             decoded = _load_images(sources, doc_id)
-        return self._write(doc_id, pruned, sources, decoded, metadata, show_progress)
+        return self._write(doc_id, pruned, sources, decoded, metadata, show_progress, page_texts)
 
     def delete(self, doc_id: str, *, missing_ok: bool = False) -> int:
         """Remove every page of a document; return how many pages went.
@@ -453,7 +508,7 @@ class SAPIndex:
         Raises:
             DocumentNotFoundError: no such document (unless ``missing_ok``).
         """
-        self._check_open()
+        self._check_open(write=True)
         doc_id = check_doc_id(doc_id)
         with self._mutex:
             self._check_open()
@@ -467,7 +522,7 @@ class SAPIndex:
 
     def optimize(self) -> None:
         """Let the engine merge segments and build the mean-vector graph; call after bulk adds."""
-        self._check_open()
+        self._check_open(write=True)
         with self._mutex:
             started = time.perf_counter()
             self.backend.optimize()
@@ -489,8 +544,10 @@ class SAPIndex:
         """The ``k`` pages with the highest MaxSim against ``query``, best first.
 
         Args:
-            query: a query string (encoded with the index's encoder), or precomputed query
-                embeddings ``(n_tokens, dim)`` (torch tensor or numpy array).
+            query: a query string (encoded with the index's encoder), a ``PIL.Image.Image``
+                (encoded as a page: its visual tokens' embeddings are the query vectors, so it
+                finds pages that look like it), or precomputed query embeddings ``(n_tokens, dim)``
+                (torch tensor or numpy array).
             k: how many pages to return.
             filter: ``{"doc_id": "a"}``, ``{"doc_id": ["a", "b"]}`` (any of), ``{"page_number": 3}``,
                 or any metadata key (``{"source": "report.pdf"}``); all keys must match.
@@ -513,7 +570,7 @@ class SAPIndex:
         coarse: int | None = None,
         show_progress: bool = False,
     ) -> list[list[SearchHit]]:
-        """:meth:`search` for many queries (strings and/or ``(n_tokens, dim)`` embeddings) at once."""
+        """:meth:`search` for many queries (strings, images and/or ``(n_tokens, dim)`` embeddings) at once."""
         self._check_open()
         items = check_sequence(queries, "queries")
         k = positive_int(k, "k")
@@ -527,11 +584,75 @@ class SAPIndex:
         out: list[list[SearchHit]] = []
         with self._mutex:
             self._check_open()
-            self._store.ensure_recovered()
+            if not self.read_only:
+                self._store.ensure_recovered()
             for start in range(0, len(specs), _QUERY_BATCH):
                 for hits in self.backend.query(specs[start : start + _QUERY_BATCH]):
-                    out.append([self._hit(p) for p in hits])
+                    tokens = int(specs[len(out)].vectors.shape[0])
+                    out.append([self._hit(p, tokens) for p in hits])
         return out
+
+    def get_pages(self, page_ids: Sequence[str]) -> list[SearchHit | None]:
+        """The pages with these ids (see :func:`sap_rag.page_id`), in order; None for an id the
+        index does not hold. Records have ``score`` 0, ``relevance`` 0 and ``num_query_tokens`` 0.
+
+        Raises:
+            InvalidInputError: an id is not a page id.
+        """
+        self._check_open()
+        wanted = [parse_page_id(p) for p in _id_list(page_ids)]
+        with self._mutex:
+            self._check_open()
+            records: dict[str, DocumentRecord | None] = {}
+            points: list[int | None] = []
+            for doc_id, number in wanted:
+                if doc_id not in records:
+                    records[doc_id] = self._registry.get(doc_id)
+                record = records[doc_id]
+                ok = record is not None and number in record.page_numbers
+                points.append(page_point_id(record.gen, number) if ok and record is not None else None)
+            payloads = self.backend.retrieve([p for p in points if p is not None])
+        out: list[SearchHit | None] = []
+        for point in points:
+            payload = payloads.get(point) if point is not None else None
+            out.append(None if payload is None else self._hit(ScoredPoint(point, 0.0, payload), 0))  # type: ignore[arg-type]
+        return out
+
+    def delete_pages(self, page_ids: Sequence[str], *, missing_ok: bool = False) -> int:
+        """Remove pages by id; return how many went. A document that loses all its pages goes
+        too (as with :meth:`delete`); the others keep their page ids. Each document's pages go
+        all or nothing.
+
+        Raises:
+            DocumentNotFoundError: an id names no page in the index (unless ``missing_ok``);
+                nothing is deleted then.
+            InvalidInputError: an id is not a page id.
+        """
+        self._check_open(write=True)
+        by_doc: dict[str, set[int]] = {}
+        for doc_id, number in (parse_page_id(p) for p in _id_list(page_ids)):
+            by_doc.setdefault(doc_id, set()).add(number)
+        removed = 0
+        with self._mutex:
+            self._check_open(write=True)
+            plan = []
+            for doc_id, numbers in by_doc.items():
+                record = self._registry.get(doc_id)
+                present = set(record.page_numbers) if record is not None else set()
+                missing = sorted(numbers - present)
+                if missing and not missing_ok:
+                    raise DocumentNotFoundError(
+                        f"the index at {self.path} has no page {page_id(doc_id, missing[0])!r}"
+                        + (f" (document {doc_id!r} holds pages {sorted(present)})" if present else "")
+                        + "; nothing was deleted (pass missing_ok=True to skip missing pages)"
+                    )
+                if record is not None and numbers & present:
+                    plan.append((record, sorted(numbers & present)))
+            for record, numbers in plan:
+                self._store.remove_pages(record, numbers)
+                removed += len(numbers)
+                logger.info("deleted %d pages of %r", len(numbers), record.doc_id)
+        return removed
 
     def document(self, doc_id: str) -> DocumentInfo:
         """What the index holds of one document."""
@@ -576,26 +697,28 @@ class SAPIndex:
         Reports points of uncommitted or replaced generations (``stray_points``) and committed
         documents with missing pages. With ``repair=True`` stray points are deleted.
         """
-        self._check_open()
+        self._check_open(write=repair)
         with self._mutex:
             return self._store.check(repair=repair)
 
     def close(self) -> None:
-        """Flush and release the index (idempotent)."""
+        """Flush and release the index (idempotent); also done when the object is collected."""
         if self._closed:
             return
         with self._mutex:
             self._closed = True
-            try:
-                self._store.close()
-            finally:
-                self._lock.release()
+            self._finalizer()
 
     # --- internals --------------------------------------------------------------------------
 
-    def _check_open(self) -> None:
+    def _check_open(self, *, write: bool = False) -> None:
         if self._closed:
             raise IndexClosedError(f"the index at {self.path} is closed; open it again with SAPIndex.open")
+        if write and self.read_only:
+            raise IndexReadOnlyError(
+                f"the index at {self.path} was opened read-only (for searching); open it with "
+                f"SAPIndex.open({str(self.path)!r}) to change it, once no other process has it open"
+            )
 
     def _as_pruned(self, page: Any, i: int) -> PrunedPage:
         from ..types import PageEncoding, PrunedPage
@@ -623,12 +746,18 @@ class SAPIndex:
         decoded: list[Any] | None,
         metadata: dict[str, Any],
         show_progress: bool,
+        texts: list[str],
     ) -> DocumentInfo:
         """Round the pages to the storage precision and store them as one document.
 
         The seam for bulk ingestion (``add_documents``): everything before this point validates
         and computes; from here on the write is all or nothing.
         """
+        if len(pruned) != len(texts) or (sources is not None and len(sources) != len(texts)):
+            # Never commit a document with fewer pages than it has (an encoder that dropped pages).
+            raise SapRagError(
+                f"internal error: {doc_id!r} has {len(texts)} pages but {len(pruned)} were encoded; nothing was written"
+            )
         staged = []
         pooled = self.manifest.pooled_vectors
         for i, page in enumerate(pruned):
@@ -641,6 +770,7 @@ class SAPIndex:
                     source=sources[i] if sources is not None else None,
                     image=decoded[i] if decoded is not None else None,
                     pooled=page_pooled(anchors, pooled, self.storage) if pooled else None,
+                    text=texts[i],
                 )
             )
         with self._mutex:
@@ -650,7 +780,12 @@ class SAPIndex:
         return self._info(record)
 
     def _query_vectors(self, items: list[Any], show_progress: bool) -> list[np.ndarray]:
+        """Per query, its ``(n_tokens, dim)`` vectors at storage precision: strings through the
+        encoder's query side, images through its page side (every visual token), arrays as given."""
+        from PIL import Image
+
         texts = [(i, q) for i, q in enumerate(items) if isinstance(q, str)]
+        images = [(i, q) for i, q in enumerate(items) if isinstance(q, Image.Image)]
         for i, text in texts:
             if not text.strip():
                 raise InvalidInputError(f"query #{i} is empty; a query needs some text to search with")
@@ -659,6 +794,12 @@ class SAPIndex:
             encoded = self.encoder.encode_queries([t for _, t in texts], show_progress=show_progress)
             for (i, _), tensor in zip(texts, encoded):
                 vectors[i] = as_matrix(tensor, self.dim, f"query #{i}")
+        if images:
+            pages = self.encoder.encode_pages([q for _, q in images], indegree_layers=None, show_progress=show_progress)
+            if len(pages) != len(images):
+                raise SapRagError(f"internal error: {len(images)} image queries but {len(pages)} were encoded")
+            for (i, _), page in zip(images, pages):
+                vectors[i] = as_matrix(page.embeddings, self.dim, f"image query #{i}")
         for i, item in enumerate(items):
             if vectors[i] is None:
                 vectors[i] = as_matrix(item, self.dim, f"query #{i}")
@@ -681,9 +822,10 @@ class SAPIndex:
         value = int(self.manifest.two_stage.get("coarse", DEFAULT_COARSE)) if coarse is None else coarse
         return max(value, depth)
 
-    def _hit(self, point: ScoredPoint) -> SearchHit:
+    def _hit(self, point: ScoredPoint, num_query_tokens: int) -> SearchHit:
         payload = point.payload
         name = payload.get("image")
+        text = payload.get("text")
         return SearchHit(
             doc_id=payload.get("doc_id", ""),
             page_number=int(payload.get("page_number", 0)),
@@ -691,15 +833,20 @@ class SAPIndex:
             image_path=self._store.images.path(name) if name else None,
             metadata=payload.get("metadata") or {},
             point_id=point.id,
+            text=text if isinstance(text, str) else "",  # an index from before page texts: a label
+            relevance=relevance_score(point.score, num_query_tokens),
+            num_query_tokens=num_query_tokens,
         )
 
     def _info(self, record: DocumentRecord) -> DocumentInfo:
+        numbers = record.page_numbers
         return DocumentInfo(
             doc_id=record.doc_id,
             num_pages=record.num_pages,
             num_vectors=record.num_vectors,
             metadata=record.metadata,
-            image_paths=[self._store.images.path(n) if n else None for n in record.images],
+            image_paths=[self._store.images.path(n) if (n := record.image_of(i)) else None for i in numbers],
+            page_numbers=numbers,
         )
 
 
@@ -732,6 +879,60 @@ def _page_payload(page: PrunedPage) -> dict[str, Any]:
         # (row, col) grid cell of each anchor, flattened: drives overlays and debugging.
         "positions": [round(float(x), 2) for x in positions],
     }
+
+
+def _release(store: PageStore, lock: IndexLock) -> None:
+    """Close the engine and registry, then drop the lock (the finalizer of a ``SAPIndex``)."""
+    try:
+        with lock.engine_section():
+            store.close()
+    except Exception:  # pragma: no cover - also runs at interpreter exit, where raising helps nobody
+        logger.exception("closing the index at %s", lock.path.parent)
+    finally:
+        lock.release()
+
+
+def _open_backend(root: Path, manifest: Manifest, client: Any, api_key: str | None, read_only: bool) -> Backend:
+    """:func:`open_backend`, with what refuses a second local-mode client said in our words."""
+    try:
+        return open_backend(root, manifest, client, api_key)
+    except RuntimeError as exc:
+        if "already accessed by another instance" not in str(exc):
+            raise
+        raise IndexLockedError(
+            f"the index at {root} keeps its vectors in qdrant-client local mode ({manifest.backend.get('path')}), "
+            "which only one process can open at a time, also for reading. Close the other one first; for many "
+            "searching processes, create the index with Qdrant Edge (the default) or on a Qdrant server"
+        ) from exc
+
+
+def _id_list(page_ids: Any) -> list[Any]:
+    if isinstance(page_ids, str):
+        return [page_ids]  # one id: no need to make the caller wrap it
+    if not isinstance(page_ids, (Sequence, set, frozenset)):
+        raise InvalidInputError(f"page_ids must be a list of page ids, got {type(page_ids).__name__}")
+    return list(page_ids)
+
+
+def _page_texts(texts: Any, count: int, doc_id: str, metadata: Mapping[str, Any]) -> list[str]:
+    """Per page, the given text (cleaned) or, where there is none, a label like "page 3 of report.pdf"."""
+    from ..ingest.text import clean_text
+
+    if texts is None:
+        given: list[Any] = [None] * count
+    else:
+        given = check_sequence(texts, "texts")
+        if len(given) != count:
+            raise InvalidInputError(f"got {count} pages but {len(given)} texts; give one text (or None) per page")
+    name = metadata.get("filename")
+    name = name if isinstance(name, str) and name.strip() else doc_id
+    out = []
+    for i, text in enumerate(given):
+        if text is not None and not isinstance(text, str):
+            raise InvalidInputError(f"texts[{i}] must be a str or None, got {type(text).__name__}")
+        cleaned = clean_text(text) if text else ""
+        out.append(cleaned or page_label(i + 1, name))
+    return out
 
 
 def _load_images(sources: list[Any], doc_id: str) -> list[Any]:

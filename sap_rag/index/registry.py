@@ -12,6 +12,13 @@ never reused, and its point id is derived from it (:func:`point_ids`). A write g
 
 A crash at any point leaves journal entries; recovery deletes the points of every journaled
 generation and clears the journal, so the engine again holds exactly the committed documents.
+
+Deleting some pages of a document (``remove_pages``) keeps its generation: one transaction drops
+the page numbers from the document's ``pages`` list and journals the point ids of those pages
+(``journal_points``); the points are deleted next, then the entries cleared. A page's point id
+is ``gen * 2**20 + page_number - 1`` whatever other pages were deleted, so page ids stay stable.
+Schema 2 (written only once a document has lost pages, so older sap-rag versions keep reading
+every index they can read correctly) adds the ``pages`` column and ``journal_points``.
 """
 
 from __future__ import annotations
@@ -24,16 +31,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ..errors import InvalidInputError
 from .errors import IndexFormatError
 
-__all__ = ["MAX_PAGES_PER_DOCUMENT", "DocumentRecord", "JournalEntry", "Registry", "point_ids"]
+__all__ = ["MAX_PAGES_PER_DOCUMENT", "DocumentRecord", "JournalEntry", "Registry", "page_point_id", "point_ids"]
 
 REGISTRY_NAME = "registry.sqlite"
 _PAGE_BITS = 20
 MAX_PAGES_PER_DOCUMENT = (1 << _PAGE_BITS) - 1
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+_PARTIAL_SCHEMA_VERSION = 2
+"""The schema version written once a document has lost pages (``pages`` is not NULL somewhere)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -44,7 +54,8 @@ CREATE TABLE IF NOT EXISTS documents (
     num_vectors INTEGER NOT NULL,
     images TEXT NOT NULL,
     metadata TEXT NOT NULL,
-    added_at REAL NOT NULL
+    added_at REAL NOT NULL,
+    pages TEXT
 );
 CREATE TABLE IF NOT EXISTS journal (
     gen INTEGER PRIMARY KEY,
@@ -52,6 +63,7 @@ CREATE TABLE IF NOT EXISTS journal (
     num_pages INTEGER NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('writing', 'stale'))
 );
+CREATE TABLE IF NOT EXISTS journal_points (point_id INTEGER PRIMARY KEY, gen INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS image_refs (name TEXT NOT NULL, doc_id TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS image_refs_name ON image_refs(name);
 CREATE INDEX IF NOT EXISTS image_refs_doc ON image_refs(doc_id);
@@ -60,6 +72,7 @@ CREATE INDEX IF NOT EXISTS documents_source ON documents(json_extract(metadata, 
 
 
 _BY_SOURCE = "SELECT doc_id FROM documents WHERE json_extract(metadata, '$.source') = ? ORDER BY doc_id"
+_RECORD_COLUMNS = "doc_id, gen, num_pages, num_vectors, images, metadata, added_at, {pages}"
 
 
 def point_ids(gen: int, num_pages: int) -> list[int]:
@@ -70,6 +83,15 @@ def point_ids(gen: int, num_pages: int) -> list[int]:
     """
     base = gen << _PAGE_BITS
     return [base + i for i in range(num_pages)]
+
+
+def page_point_id(gen: int, page_number: int) -> int:
+    """Engine point id of page ``page_number`` (1-based) of a generation.
+
+    >>> page_point_id(3, 2) == point_ids(3, 2)[1]
+    True
+    """
+    return (gen << _PAGE_BITS) + page_number - 1
 
 
 @dataclass(frozen=True)
@@ -84,6 +106,7 @@ class DocumentRecord:
         images: per page, the stored image's name in the image store, or None.
         metadata: the document's metadata as given.
         added_at: UNIX time of the commit.
+        pages: the page numbers it still holds, where pages were deleted; None: ``1..num_pages``.
     """
 
     doc_id: str
@@ -93,6 +116,21 @@ class DocumentRecord:
     images: list[str | None] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     added_at: float = 0.0
+    pages: list[int] | None = None
+
+    @property
+    def page_numbers(self) -> list[int]:
+        """The 1-based numbers of the pages it holds, in order."""
+        return list(self.pages) if self.pages is not None else list(range(1, self.num_pages + 1))
+
+    @property
+    def span(self) -> int:
+        """Pages the generation was written with (its point ids are ``point_ids(gen, span)``)."""
+        return max(len(self.images), self.num_pages, max(self.page_numbers, default=0))
+
+    def image_of(self, page_number: int) -> str | None:
+        """The stored image name of a page, or None."""
+        return self.images[page_number - 1] if 0 < page_number <= len(self.images) else None
 
 
 @dataclass(frozen=True)
@@ -108,21 +146,37 @@ class JournalEntry:
 class Registry:
     """The SQLite registry of an index directory (see the module docstring)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            if read_only:
+                # mode=ro: never creates or changes the file (not even a schema migration).
+                uri = f"file:{quote(str(self.path.absolute()))}?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            else:
+                self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(_SCHEMA)
+                if "pages" not in self._columns("documents"):  # a schema-1 registry
+                    self._db.execute("ALTER TABLE documents ADD COLUMN pages TEXT")
             version = self._meta("schema_version")
-            if version is None:
+            if version is None and not read_only:
                 with self._transaction():
-                    self._set_meta("schema_version", str(_SCHEMA_VERSION))
+                    self._set_meta("schema_version", "1")
                     self._set_meta("next_gen", "1")
+            elif version is None:
+                raise IndexFormatError(f"{self.path} has no schema version; the index is incomplete or damaged")
             elif int(version) > _SCHEMA_VERSION:
                 raise IndexFormatError(
                     f"{self.path} was written by a newer sap-rag (registry schema {version}); upgrade sap-rag"
                 )
+            self._has_pages = "pages" in self._columns("documents")
+            self._has_points = bool(
+                self._db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'journal_points'"
+                ).fetchone()
+            )
         except sqlite3.DatabaseError as exc:
             raise IndexFormatError(f"{self.path} is not a readable registry ({exc}); the index is damaged") from exc
 
@@ -138,6 +192,13 @@ class Registry:
             raise
         self._db.execute("COMMIT")
 
+    def _columns(self, table: str) -> set[str]:
+        return {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+
+    @property
+    def _select(self) -> str:
+        return "SELECT " + _RECORD_COLUMNS.format(pages="pages" if self._has_pages else "NULL") + " FROM documents"
+
     def _meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
@@ -151,16 +212,11 @@ class Registry:
     # --- reads ------------------------------------------------------------------------------
 
     def get(self, doc_id: str) -> DocumentRecord | None:
-        row = self._db.execute(
-            "SELECT doc_id, gen, num_pages, num_vectors, images, metadata, added_at FROM documents WHERE doc_id = ?",
-            (doc_id,),
-        ).fetchone()
+        row = self._db.execute(self._select + " WHERE doc_id = ?", (doc_id,)).fetchone()
         return None if row is None else _record(row)
 
     def documents(self) -> list[DocumentRecord]:
-        rows = self._db.execute(
-            "SELECT doc_id, gen, num_pages, num_vectors, images, metadata, added_at FROM documents ORDER BY doc_id"
-        ).fetchall()
+        rows = self._db.execute(self._select + " ORDER BY doc_id").fetchall()
         return [_record(row) for row in rows]
 
     def doc_ids(self, source: str | None = None) -> list[str]:
@@ -181,6 +237,12 @@ class Registry:
     def journal(self) -> list[JournalEntry]:
         rows = self._db.execute("SELECT gen, doc_id, num_pages, state FROM journal ORDER BY gen").fetchall()
         return [JournalEntry(*row) for row in rows]
+
+    def journal_points(self) -> list[int]:
+        """Point ids of deleted pages whose points may still be in the engine."""
+        if not self._has_points:
+            return []
+        return [row[0] for row in self._db.execute("SELECT point_id FROM journal_points ORDER BY point_id")]
 
     def referenced_images(self) -> set[str]:
         """Names of every image a committed document refers to."""
@@ -223,7 +285,7 @@ class Registry:
                 db.execute("DELETE FROM image_refs WHERE doc_id = ?", (record.doc_id,))
                 db.execute(
                     "INSERT INTO journal(gen, doc_id, num_pages, state) VALUES (?, ?, ?, 'stale')",
-                    (old.gen, old.doc_id, old.num_pages),
+                    (old.gen, old.doc_id, old.span),
                 )
             db.execute(
                 "INSERT INTO documents(doc_id, gen, num_pages, num_vectors, images, metadata, added_at) "
@@ -255,9 +317,46 @@ class Registry:
             db.execute("DELETE FROM image_refs WHERE doc_id = ?", (doc_id,))
             db.execute(
                 "INSERT INTO journal(gen, doc_id, num_pages, state) VALUES (?, ?, ?, 'stale')",
-                (old.gen, old.doc_id, old.num_pages),
+                (old.gen, old.doc_id, old.span),
             )
         return old
+
+    def remove_pages(self, doc_id: str, page_numbers: list[int], num_vectors: int) -> DocumentRecord:
+        """Drop some (not all) pages of a committed document, atomically; their point ids go to
+        ``journal_points``. ``num_vectors``: anchors those pages held. Returns the new record."""
+        with self._transaction() as db:
+            old = self.get(doc_id)
+            if old is None:
+                raise InvalidInputError(f"no document {doc_id!r}")  # the caller checked: a race
+            gone = set(page_numbers)
+            kept = [n for n in old.page_numbers if n not in gone]
+            if not kept or len(kept) + len(gone) != old.num_pages:
+                raise InvalidInputError(f"cannot remove pages {sorted(gone)} of {doc_id!r}; it has {old.page_numbers}")
+            images = [None if i + 1 in gone else name for i, name in enumerate(old.images)]
+            db.execute(
+                "UPDATE documents SET num_pages = ?, num_vectors = ?, images = ?, pages = ? WHERE doc_id = ?",
+                (len(kept), old.num_vectors - num_vectors, json.dumps(images), json.dumps(kept), doc_id),
+            )
+            db.execute("DELETE FROM image_refs WHERE doc_id = ?", (doc_id,))
+            db.executemany(
+                "INSERT INTO image_refs(name, doc_id) VALUES (?, ?)",
+                [(name, doc_id) for name in dict.fromkeys(n for n in images if n)],
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO journal_points(point_id, gen) VALUES (?, ?)",
+                [(page_point_id(old.gen, n), old.gen) for n in sorted(gone)],
+            )
+            self._set_meta("schema_version", str(_PARTIAL_SCHEMA_VERSION))
+        new = self.get(doc_id)
+        assert new is not None
+        return new
+
+    def forget_points(self, ids: list[int]) -> None:
+        """Clear ``journal_points`` entries whose points are gone from the engine."""
+        if not ids or not self._has_points:
+            return
+        with self._transaction() as db:
+            db.executemany("DELETE FROM journal_points WHERE point_id = ?", [(i,) for i in ids])
 
     def forget(self, gens: list[int]) -> None:
         """Clear journal entries whose points are gone from the engine."""
@@ -268,7 +367,7 @@ class Registry:
 
 
 def _record(row: tuple) -> DocumentRecord:
-    doc_id, gen, num_pages, num_vectors, images, metadata, added_at = row
+    doc_id, gen, num_pages, num_vectors, images, metadata, added_at, pages = row
     return DocumentRecord(
         doc_id=doc_id,
         gen=int(gen),
@@ -277,4 +376,5 @@ def _record(row: tuple) -> DocumentRecord:
         images=json.loads(images),
         metadata=json.loads(metadata),
         added_at=float(added_at),
+        pages=[int(n) for n in json.loads(pages)] if pages is not None else None,
     )

@@ -9,7 +9,9 @@ writes, see :mod:`sap_rag.index.registry`) and the image store, and applies the 
 4. delete the stale points and now-unused images, clear the journal entry.
 
 A failure undoes steps 1-3 at once; a crash leaves journal entries that :meth:`recover` (run on
-every open) turns into deletes. Not thread-safe: ``SAPIndex`` serialises the calls.
+every open) turns into deletes. Deleting some pages of a document (:meth:`remove_pages`) commits
+the smaller page list and journals those pages' point ids in one transaction, then deletes the
+points. Not thread-safe: ``SAPIndex`` serialises the calls.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidInputError
 from ..progress import progress
 from .backends.base import Backend, PagePoint
 from .images import ImageStore
-from .registry import DocumentRecord, Registry, point_ids
+from .registry import DocumentRecord, Registry, page_point_id, point_ids
 from .results import IndexCheck
 
 logger = logging.getLogger(__name__)
@@ -38,9 +41,10 @@ UPSERT_BATCH = 64
 class StagedPage:
     """One page ready to store: ``anchors`` ``(k, dim)``, ``summary`` ``(dim,)`` and ``pooled``
     ``(p, dim)`` (or None) at storage precision, payload fields of its own (``num_tokens``,
-    ``positions``...), and optionally the image ``source`` as given with its decoded ``image``."""
+    ``positions``...), optionally the image ``source`` as given with its decoded ``image``, and
+    its ``text`` (never empty: the caller puts a label where a page has no text)."""
 
-    __slots__ = ("anchors", "extra", "image", "pooled", "source", "summary")
+    __slots__ = ("anchors", "extra", "image", "pooled", "source", "summary", "text")
 
     def __init__(
         self,
@@ -50,8 +54,10 @@ class StagedPage:
         source: Any = None,
         image: Any = None,
         pooled: np.ndarray | None = None,
+        text: str = "",
     ) -> None:
         self.anchors = anchors
+        self.text = text
         self.summary = summary
         self.pooled = pooled
         self.extra = extra
@@ -62,11 +68,14 @@ class StagedPage:
 class PageStore:
     """Documents of pages in a backend, with a registry and page images (see the module docstring)."""
 
-    def __init__(self, backend: Backend, registry: Registry, images: ImageStore, *, store_images: bool) -> None:
+    def __init__(
+        self, backend: Backend, registry: Registry, images: ImageStore, *, store_images: bool, read_only: bool = False
+    ) -> None:
         self.backend = backend
         self.registry = registry
         self.images = images
         self.store_images = store_images
+        self.read_only = read_only
         self.needs_recovery = False
         self.pages = registry.totals()[1]
 
@@ -76,6 +85,9 @@ class PageStore:
         self, doc_id: str, pages: Sequence[StagedPage], metadata: dict[str, Any], *, show_progress: bool = False
     ) -> DocumentRecord:
         """Store (or replace) one document, all or nothing; return its committed record."""
+        if not pages:
+            # Never commit a document without pages: it would count as indexed and hide the file.
+            raise InvalidInputError(f"document {doc_id!r} has no pages to store")
         self.ensure_recovered()
         gen = self.registry.begin(doc_id, len(pages))
         created: list[str] = []
@@ -103,6 +115,7 @@ class PageStore:
                                     "gen": gen,
                                     "image": names[i],
                                     "metadata": metadata,
+                                    "text": pages[i].text,
                                     **pages[i].extra,
                                 },
                                 pages[i].pooled,
@@ -139,6 +152,28 @@ class PageStore:
             self._drop(old)
         return old
 
+    def remove_pages(self, record: DocumentRecord, page_numbers: list[int]) -> DocumentRecord | None:
+        """Remove some pages of a committed document (all of them: the document). Returns the new
+        record, or None when the document went."""
+        self.ensure_recovered()
+        gone = sorted(set(page_numbers))
+        if len(gone) == record.num_pages:
+            self.remove(record.doc_id)
+            return None
+        ids = [page_point_id(record.gen, n) for n in gone]
+        vectors = sum(n for n in self.backend.anchor_counts(ids).values())
+        new = self.registry.remove_pages(record.doc_id, gone, vectors)
+        self.pages -= len(gone)
+        try:
+            self.backend.delete(ids)
+            self.backend.flush()
+            self.images.remove(self.registry.unreferenced([record.image_of(n) for n in gone]))
+            self.registry.forget_points(ids)
+        except Exception:
+            logger.exception("could not delete the pages' points yet; they are journaled and go before the next write")
+            self.needs_recovery = True
+        return new
+
     def _rollback(self, gen: int, num_pages: int, created_images: list[str]) -> None:
         try:
             self.backend.delete(point_ids(gen, num_pages))
@@ -156,7 +191,7 @@ class PageStore:
         entry makes the next operation (or the next open) finish the job.
         """
         try:
-            self.backend.delete(point_ids(old.gen, old.num_pages))
+            self.backend.delete(point_ids(old.gen, old.span))
             self.backend.flush()
             self.images.remove(self.registry.unreferenced(old.images))
             self.registry.forget([old.gen])
@@ -171,18 +206,21 @@ class PageStore:
     # --- recovery and verification ------------------------------------------------------------
 
     def ensure_recovered(self) -> None:
-        if self.needs_recovery:
+        if self.needs_recovery and not self.read_only:
             self.recover()
 
     def recover(self) -> None:
         """Delete the points of every journaled generation (interrupted writes, unfinished deletes)."""
         entries = self.registry.journal()
-        if not entries and not self.needs_recovery:
+        loose = self.registry.journal_points()
+        if not entries and not loose and not self.needs_recovery:
             return
         for entry in entries:
             self.backend.delete(point_ids(entry.gen, entry.num_pages))
+        self.backend.delete(loose)
         self.backend.flush()
         self.registry.forget([entry.gen for entry in entries])
+        self.registry.forget_points(loose)
         self.images.collect_garbage(self.registry.referenced_images())
         self.needs_recovery = False
         if entries:
@@ -200,12 +238,17 @@ class PageStore:
         committed = {r.doc_id: r for r in self.registry.documents()}
         seen: dict[str, set[int]] = {}
         stray: list[int] = []
+        numbers = {doc_id: set(record.page_numbers) for doc_id, record in committed.items()}
         for pid, payload in self.backend.iter_payloads(["doc_id", "gen", "page_number"]):
             record = committed.get(payload.get("doc_id"))
             if record is None or payload.get("gen") != record.gen:
                 stray.append(pid)
                 continue
-            seen.setdefault(record.doc_id, set()).add(int(payload.get("page_number", 0)))
+            number = int(payload.get("page_number", 0))
+            if number not in numbers[record.doc_id]:  # a deleted page whose point stayed
+                stray.append(pid)
+                continue
+            seen.setdefault(record.doc_id, set()).add(number)
         incomplete = {
             doc_id: record.num_pages - len(seen.get(doc_id, ()))
             for doc_id, record in committed.items()
@@ -225,6 +268,9 @@ class PageStore:
 
     def close(self) -> None:
         try:
-            self.backend.close()
+            if self.read_only:
+                self.backend.close_read_only()
+            else:
+                self.backend.close()
         finally:
             self.registry.close()

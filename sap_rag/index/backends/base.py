@@ -193,6 +193,14 @@ class Backend(ABC):
         """Run several searches; one list of hits per request, best first, with payloads."""
 
     @abstractmethod
+    def retrieve(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """The payloads of the points ``ids`` that exist, by id."""
+
+    @abstractmethod
+    def anchor_counts(self, ids: Sequence[int]) -> dict[int, int]:
+        """How many anchor vectors each of the points ``ids`` that exist holds, by id."""
+
+    @abstractmethod
     def count(self, filter: tuple[FieldMatch, ...] = ()) -> int:
         """Exact number of points matching ``filter``."""
 
@@ -215,6 +223,10 @@ class Backend(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the engine (flushes first)."""
+
+    def close_read_only(self) -> None:
+        """Release the engine of a read-only open (nothing to flush)."""
+        self.close()
 
     def describe(self) -> dict[str, Any]:
         """JSON-able location of the collection, for the manifest (never credentials)."""

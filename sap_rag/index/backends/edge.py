@@ -209,6 +209,20 @@ class EdgeBackend(Backend):
             raise BackendError(f"Qdrant Edge search failed: {exc}") from exc
         return [[ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in hits] for hits in results]
 
+    def _retrieve(self, ids: Sequence[int], with_vector: Any) -> list[Any]:
+        if not ids:
+            return []
+        try:
+            return list(self._shard.retrieve([int(i) for i in ids], True, with_vector))
+        except Exception as exc:
+            raise BackendError(f"Qdrant Edge failed to read {len(ids)} pages: {exc}") from exc
+
+    def retrieve(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        return {int(r.id): dict(r.payload or {}) for r in self._retrieve(ids, False)}
+
+    def anchor_counts(self, ids: Sequence[int]) -> dict[int, int]:
+        return {int(r.id): len((r.vector or {}).get(ANCHORS) or ()) for r in self._retrieve(ids, [ANCHORS])}
+
     def count(self, filter: tuple[FieldMatch, ...] = ()) -> int:
         qe = _qe()
         return int(self._shard.count(qe.CountRequest(exact=True, filter=_filter(filter))))
@@ -236,6 +250,12 @@ class EdgeBackend(Backend):
             shard.flush()
         finally:
             shard.close()
+
+    def close_read_only(self) -> None:
+        if self._shard is None:
+            return
+        shard, self._shard = self._shard, None
+        shard.close()  # no flush: a reader wrote nothing
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": SHARD_DIR}

@@ -267,6 +267,28 @@ class QdrantBackend(Backend):
             for response in responses
         ]
 
+    def _retrieve(self, ids: Sequence[int], with_vectors: Any) -> list[Any]:
+        if not ids:
+            return []
+        try:
+            return list(
+                self.client.retrieve(
+                    self.collection, ids=[int(i) for i in ids], with_payload=True, with_vectors=with_vectors
+                )
+            )
+        except Exception as exc:
+            raise BackendError(f"Qdrant failed to read {len(ids)} pages: {exc}") from exc
+
+    def retrieve(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        return {int(r.id): dict(r.payload or {}) for r in self._retrieve(ids, False)}
+
+    def anchor_counts(self, ids: Sequence[int]) -> dict[int, int]:
+        out = {}
+        for record in self._retrieve(ids, [ANCHORS]):
+            vectors = record.vector if isinstance(record.vector, dict) else {}
+            out[int(record.id)] = len(vectors.get(ANCHORS) or ())
+        return out
+
     def count(self, filter: tuple[FieldMatch, ...] = ()) -> int:
         return int(self.client.count(self.collection, count_filter=_filter(filter), exact=True).count)
 
