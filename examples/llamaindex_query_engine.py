@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--question", default="What was the revenue in 2023?")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    # SimpleDirectoryReader warns that its optional default readers are missing; SAPPageReader reads the PDFs.
+    logging.getLogger("llama_index.core.readers.file.base").setLevel(logging.ERROR)
 
     with tempfile.TemporaryDirectory() as scratch:
         index_dir = args.index_dir or Path(scratch) / "index"

@@ -3,6 +3,7 @@ ColPaliRerank), RetrieverTool, image queries; nodes keep what the indexer set; s
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -187,6 +188,16 @@ def test_close_and_context_manager(tmp_path, tiny_encoder, pages):
         with SAPRetriever(index) as retriever:
             retriever.retrieve(QUERY)
         assert len(index.search(QUERY, k=1)) == 1  # an index object given to it stays open
+
+    # a notebook re-running its cell: the dropped retriever's index is released when collected
+    retriever = SAPRetriever(str(path))
+    retriever = None
+    gc.collect()
+    retriever = SAPRetriever(str(path))
+    retriever.close()
+    # searchers share the index with read-only opens (SAPIndex.open options pass through)
+    with SAPRetriever(str(path), read_only=True) as first, SAPRetriever(str(path), read_only=True) as second:
+        assert first.retrieve(QUERY)[0].node.node_id == second.retrieve(QUERY)[0].node.node_id
 
 
 def test_colpali_rerank_runs_on_retrieved_nodes(indexed, tiny_encoders, monkeypatch):
