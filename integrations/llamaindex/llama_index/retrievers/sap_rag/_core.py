@@ -112,6 +112,13 @@ def decode_base64(data: bytes | str, label: str) -> bytes:
         raise UnreadableInputError(f"{label}: the image data is not valid base64 ({exc})") from exc
 
 
+def _read(path: str | os.PathLike, label: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise UnreadableInputError(f"{label}: cannot read the image file {os.fspath(path)} ({exc.strerror})") from exc
+
+
 def image_batch(
     images: Sequence[bytes | str | os.PathLike],
     texts: Sequence[str | None],
@@ -128,7 +135,7 @@ def image_batch(
     documents and the same image is one.
     """
     checked = _checked(metadata, label)
-    raw = [item if isinstance(item, bytes) else Path(item).read_bytes() for item in images]
+    raw = [item if isinstance(item, bytes) else _read(item, label) for item in images]
     pages = [load_image(data, name=label) for data in raw]
     if doc_id is None:
         doc_id = content_id(b"".join(content_id(data).encode() for data in raw)) if len(raw) > 1 else content_id(raw[0])
