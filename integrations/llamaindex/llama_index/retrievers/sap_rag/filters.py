@@ -3,21 +3,24 @@
 The core (``sap_rag.index.filters``) evaluates the filter, on Qdrant's native filter for both
 backends; this module only renames:
 
-=============================  ==========================================
-LlamaIndex                     ``SAPIndex.search(filter=...)``
-=============================  ==========================================
-``EQ`` / ``NE``                ``{"k": {"$eq": v}}`` / ``{"k": {"$ne": v}}``
-``GT`` ``GTE`` ``LT`` ``LTE``  ``{"k": {"$gt": v}}`` ...
-``IN`` / ``NIN``               ``{"k": {"$in": [...]}}`` / ``{"k": {"$nin": [...]}}``
-``IS_EMPTY``                   ``{"k": {"$exists": False}}``
-``TEXT_MATCH``                 ``{"k": {"$text": "words"}}``
-``AND`` / ``OR`` / ``NOT``     ``{"$and": [...]}`` / ``{"$or": [...]}`` / ``{"$not": {"$or": [...]}}``
-=============================  ==========================================
+==================================  ==========================================
+LlamaIndex                          ``SAPIndex.search(filter=...)``
+==================================  ==========================================
+``EQ`` / ``NE``                     ``{"k": {"$eq": v}}`` / ``{"k": {"$ne": v}}``
+``GT`` ``GTE`` ``LT`` ``LTE``       ``{"k": {"$gt": v}}`` ...
+``IN`` / ``NIN``                    ``{"k": {"$in": [...]}}`` / ``{"k": {"$nin": [...]}}``
+``IS_EMPTY``                        ``{"k": {"$exists": False}}``
+``TEXT_MATCH``                      ``{"k": {"$text": "words"}}`` (every word, any case)
+``TEXT_MATCH_INSENSITIVE``          the same
+``CONTAINS`` (a list holds ``v``)   ``{"k": {"$eq": v}}``
+``ANY`` / ``ALL`` (list values)     ``{"k": {"$in": [...]}}`` / ``{"$and": [{"k": {"$eq": v}}, ...]}``
+``AND`` / ``OR`` / ``NOT``          ``{"$and": [...]}`` / ``{"$or": [...]}`` / ``{"$not": {"$or": [...]}}``
+==================================  ==========================================
 
 ``NOT`` follows LlamaIndex's vector stores (Qdrant's ``must_not``): no listed condition holds.
-Keys are ``doc_id``, ``page_number`` or document metadata keys. ``ANY``, ``ALL``, ``CONTAINS``
-and ``TEXT_MATCH_INSENSITIVE`` raise :class:`UnsupportedFilterError`; values and keys are
-checked by the core (``sap_rag.InvalidInputError``).
+Keys are ``doc_id``, ``page_number`` or document metadata keys; values and keys are checked by the
+core (``sap_rag.InvalidInputError``). On a list in the metadata, ``$eq``/``$in`` match when one
+element does (Qdrant's semantics).
 """
 
 from __future__ import annotations
@@ -40,8 +43,11 @@ OPERATORS: dict[FilterOperator, str] = {
     FilterOperator.IN: "$in",
     FilterOperator.NIN: "$nin",
     FilterOperator.TEXT_MATCH: "$text",
+    FilterOperator.TEXT_MATCH_INSENSITIVE: "$text",  # the core's $text ignores case
+    FilterOperator.CONTAINS: "$eq",  # on a list, $eq matches when one element does
+    FilterOperator.ANY: "$in",
 }
-"""LlamaIndex operator -> core operator (``IS_EMPTY`` is ``{"$exists": False}``)."""
+"""LlamaIndex operator -> core operator (``IS_EMPTY`` and ``ALL`` are built in :func:`_condition`)."""
 
 
 class UnsupportedFilterError(InvalidInputError):
@@ -49,20 +55,25 @@ class UnsupportedFilterError(InvalidInputError):
 
 
 def _supported() -> str:
-    return ", ".join(op.name for op in [*OPERATORS, FilterOperator.IS_EMPTY])
+    return ", ".join(op.name for op in [*OPERATORS, FilterOperator.IS_EMPTY, FilterOperator.ALL])
 
 
 def _condition(item: MetadataFilter) -> dict[str, Any]:
     operator = FilterOperator(item.operator)
     if operator == FilterOperator.IS_EMPTY:
         return {item.key: {"$exists": False}}
+    if operator == FilterOperator.ALL:
+        values = item.value if isinstance(item.value, list) else [item.value]
+        if not values:
+            raise UnsupportedFilterError(f"metadata filter on {item.key!r}: ALL needs at least one value")
+        return {"$and": [{item.key: {"$eq": v}} for v in values]}
     if operator not in OPERATORS:
         raise UnsupportedFilterError(
             f"metadata filter on {item.key!r}: operator {operator.name} ({operator.value!r}) is not supported by "
             f"SAPIndex filters; supported: {_supported()}, combined with AND, OR and NOT"
         )
     value = item.value
-    if operator in (FilterOperator.IN, FilterOperator.NIN) and not isinstance(value, list):
+    if operator in (FilterOperator.IN, FilterOperator.NIN, FilterOperator.ANY) and not isinstance(value, list):
         value = [value]
     return {item.key: {OPERATORS[operator]: value}}
 
