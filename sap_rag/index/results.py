@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError
+from ..pipeline.texts import page_label
 
 __all__ = [
     "DocumentInfo",
@@ -53,15 +54,6 @@ def parse_page_id(value: str) -> tuple[str, int]:
     if number != str(int(number)):  # "doc:p03" would name page 3 under a second id
         raise InvalidInputError(f"{value!r} is not a page id: write the page number without leading zeros")
     return doc_id, int(number)
-
-
-def page_label(page_number: int, name: str) -> str:
-    """The text of a page that has no text layer: ``"page 3 of report.pdf"``.
-
-    >>> page_label(3, "report.pdf")
-    'page 3 of report.pdf'
-    """
-    return f"page {page_number} of {name}"
 
 
 def relevance_score(score: float, num_query_tokens: int) -> float:

@@ -24,15 +24,18 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..pipeline import PreparedPage, as_matrix
 from ..progress import progress
 from .backends.base import Backend, PagePoint
 from .images import ImageStore
+from .options import StorageType
 from .registry import DocumentRecord, Registry, page_point_id, point_ids
 from .results import IndexCheck
+from .vectors import page_pooled, page_summary, to_storage
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PageStore", "StagedPage"]
+__all__ = ["PageStore", "StagedPage", "stage"]
 
 UPSERT_BATCH = 64
 """Pages per engine write."""
@@ -63,6 +66,27 @@ class StagedPage:
         self.extra = extra
         self.source = source
         self.image = image
+
+
+def stage(page: PreparedPage, what: str, dim: int, storage: StorageType, pooled: int) -> StagedPage:
+    """A pipeline page with its anchors, summary and ``pooled`` pooled vectors at storage precision."""
+    anchors = to_storage(as_matrix(page.pruned.embeddings, dim, what), storage)
+    positions = page.pruned.positions
+    flat = positions.detach().to("cpu").reshape(-1).tolist() if positions is not None else []
+    extra = {
+        "num_tokens": int(page.pruned.num_tokens),
+        # (row, col) grid cell of each anchor, flattened: drives overlays and debugging.
+        "positions": [round(float(x), 2) for x in flat],
+    }
+    return StagedPage(
+        anchors,
+        page_summary(anchors, storage),
+        extra,
+        source=page.source,
+        image=page.image,
+        pooled=page_pooled(anchors, pooled, storage) if pooled else None,
+        text=page.text,
+    )
 
 
 class PageStore:

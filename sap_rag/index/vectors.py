@@ -8,11 +8,10 @@ score exactly the same numbers.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from ..errors import DimensionMismatchError, InvalidInputError
+from ..errors import InvalidInputError
+from ..pipeline.arrays import as_matrix  # re-exported: it lived here
 from .options import StorageType
 
 __all__ = [
@@ -34,40 +33,6 @@ POOLING_KIND = "spherical_kmeans"
 
 POOLING_ITERATIONS = 10
 """Lloyd iterations of the pooling k-means (it usually settles in fewer)."""
-
-
-def as_matrix(value: Any, dim: int, what: str) -> np.ndarray:
-    """``value`` (torch tensor, numpy array or nested list) as a ``(n, dim)`` float32 array.
-
-    >>> as_matrix([[1, 0], [0, 1]], 2, "query").dtype
-    dtype('float32')
-    """
-    try:
-        import torch
-
-        if isinstance(value, torch.Tensor):
-            value = value.detach().to("cpu", torch.float32).numpy()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    try:
-        array = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{what} must be a (tokens, dim) tensor or array, got {type(value).__name__}") from exc
-    if array.ndim != 2:
-        raise InvalidInputError(
-            f"{what} must be 2-D (tokens, dim), got shape {tuple(array.shape)}"
-            + ("; wrap a single vector as v[None, :]" if array.ndim == 1 else "")
-        )
-    if array.shape[1] != dim:
-        raise DimensionMismatchError(
-            f"{what} has vectors of dim {array.shape[1]}, but the index stores dim {dim}; "
-            "encode it with the index's encoder"
-        )
-    if array.shape[0] == 0:
-        raise InvalidInputError(f"{what} has no vectors")
-    if not np.isfinite(array).all():
-        raise InvalidInputError(f"{what} contains NaN or infinite values")
-    return np.ascontiguousarray(array)
 
 
 def to_storage(array: np.ndarray, storage: StorageType) -> np.ndarray:
