@@ -476,3 +476,27 @@ def test_bool_metadata_is_not_the_integer_one(tmp_path, kind):
         assert {h.doc_id for h in index.search(q, k=9, filter={"v": False})} == {"f"}
         assert {h.doc_id for h in index.search(q, k=9, filter={"v": 1})} == {"one"}
         assert {h.doc_id for h in index.search(q, k=9, filter={"v": {"$ne": True}})} == {"f", "one", "zero"}
+
+
+def test_payload_indexes_leave_results_unchanged(tmp_path):
+    """The payload indexes a server user would add (full-text, integer, float, keyword, bool) are
+    only for speed: Qdrant Edge gives the same pages with them as without."""
+    import qdrant_edge as qe
+
+    index = _make("edge", tmp_path / "indexed")
+    with index:
+        for path, kind in [
+            ("metadata.title", qe.PayloadSchemaType.Text),
+            ("metadata.year", qe.PayloadSchemaType.Integer),
+            ("metadata.nums", qe.PayloadSchemaType.Integer),
+            ("metadata.score", qe.PayloadSchemaType.Float),
+            ("metadata.lang", qe.PayloadSchemaType.Keyword),
+            ("metadata.tags", qe.PayloadSchemaType.Keyword),
+            ("metadata.flag", qe.PayloadSchemaType.Bool),
+            ('metadata."my key"', qe.PayloadSchemaType.Integer),
+            ("page_number", qe.PayloadSchemaType.Integer),
+        ]:
+            index.backend._shard.update(qe.UpdateOperation.create_field_index(path, kind))
+        index.optimize()
+        for i, flt in enumerate(HANDWRITTEN + RANDOM):
+            assert _search_all(index, flt, seed=i) == expected(flt), flt

@@ -1,16 +1,17 @@
-"""Argument checks and compatibility checks (encoder, pruner) for ``SAPIndex``."""
+"""Argument checks for ``SAPIndex``: counts, doc ids, queries, metadata (keys, text, integers, depth),
+and compatibility checks (encoder, pruner)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InvalidInputError
 from .errors import EncoderMismatchError
-from .filters import INT64_MAX, check_text
 from .manifest import Manifest
 
 if TYPE_CHECKING:
@@ -21,20 +22,38 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ENCODER_FIELDS",
+    "INT64_MAX",
+    "INT64_MIN",
+    "MAX_METADATA_DEPTH",
     "MAX_SEARCH_DEPTH",
     "check_doc_id",
     "check_encoder",
+    "check_int64",
+    "check_key",
     "check_pruner",
     "check_queries",
     "check_sequence",
+    "check_text",
+    "plain_scalar",
     "positive_int",
     "resolve_dim",
     "resolve_pruner",
+    "short_repr",
+    "validate_metadata",
 ]
 
 ENCODER_FIELDS = ("family", "model_type", "dim", "num_layers", "window")
 """What must match between an index's recorded encoder and the encoder it is opened with."""
 
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""Qdrant stores and matches integers as signed 64-bit (Qdrant Edge turns bigger ones into floats)."""
+
+MAX_METADATA_DEPTH = 32
+"""Levels of nested dicts/lists in metadata. The engine's JSON decoder stops at 128 levels for the
+whole payload, and a deeper payload written to Qdrant Edge makes every later filtered read fail."""
+
+_PATH_CHARS = (".", "[", "]", '"', "\\")
 
 MAX_SEARCH_DEPTH = 1_000_000
 """Upper bound on ``k``, ``prefetch`` and ``coarse``: far above any useful result list, far below
@@ -186,3 +205,105 @@ def check_pruner(manifest: Manifest, pruner: Pruner | None) -> Pruner | None:
 
 def _as_list(value: Any) -> Any:
     return list(value) if isinstance(value, (list, tuple)) else value
+
+
+# --- text, keys, JSON metadata (shared by filters, doc ids and queries) ---------------------------
+
+
+def short_repr(x: Any, limit: int = 60) -> str:
+    """``repr(x)``, cut to ``limit`` characters."""
+    text = repr(x)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def check_text(s: str, what: str) -> str:
+    """``s`` if it is valid Unicode (no lone surrogate), else an error naming ``what``."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{what} {short_repr(s)} holds a lone surrogate {s[exc.start]!r} at position {exc.start}, which is not "
+            "valid Unicode and cannot be stored (often a file name decoded with 'surrogateescape'); repair it, "
+            "e.g. text.encode('utf-8', 'replace').decode()"
+        ) from None
+    return s
+
+
+def check_key(key: Any, what: str) -> str:
+    """A metadata or filter key that can be filtered on (the rules: :mod:`sap_rag.index.filters`), or an error."""
+    if not isinstance(key, str) or not key:
+        raise InvalidInputError(f"{what} keys must be non-empty strings, got {key!r}")
+    check_text(key, f"{what} key")
+    if key.startswith("$"):
+        raise InvalidInputError(
+            f"{what} key {short_repr(key)} may not start with '$' (filter operators such as '$and' and '$gt' do); "
+            f"rename it, e.g. {key.lstrip('$') or 'key'!r}"
+        )
+    if any(ch in key for ch in _PATH_CHARS):
+        fixed = "".join("_" if ch in _PATH_CHARS else ch for ch in key)
+        raise InvalidInputError(
+            f"{what} key {short_repr(key)} may not contain '.', '[', ']', '\"' or '\\' (they are path syntax in "
+            f"filters); rename it, e.g. {fixed!r}"
+        )
+    return key
+
+
+def plain_scalar(value: Any) -> Any:
+    """numpy scalars as the Python values they hold."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+def check_int64(value: int, where: str) -> int:
+    """``value`` if it fits Qdrant's signed 64-bit integers, else an error naming ``where``."""
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidInputError(
+            f"{where}: {value} is outside the 64-bit integer range Qdrant stores (-2**63 .. 2**63-1); "
+            "store and filter such numbers as strings"
+        )
+    return value
+
+
+def _json_copy(value: Any, where: str, depth: int) -> Any:
+    value = plain_scalar(value)
+    if value is None or isinstance(value, (bool, str)):
+        return value if not isinstance(value, str) else check_text(value, f"{where}: the string")
+    if isinstance(value, int):
+        return check_int64(value, where)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInputError(f"metadata values must be JSON data: {where} is {value}, which JSON cannot hold")
+        return value
+    if isinstance(value, (Mapping, list, tuple)):
+        if depth >= MAX_METADATA_DEPTH:
+            raise InvalidInputError(
+                f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep (dicts and lists) at "
+                f"{where if len(where) <= 120 else where[:117] + '...'}; flatten it, e.g. store the deep part "
+                "as a JSON string"
+            )
+        if isinstance(value, Mapping):
+            return {check_key(k, where): _json_copy(v, f"{where}[{k!r}]", depth + 1) for k, v in value.items()}
+        return [_json_copy(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
+    raise InvalidInputError(
+        f"metadata values must be JSON data (str, numbers, bools, None, lists, dicts): {where} is a "
+        f"{type(value).__name__}"
+    )
+
+
+def validate_metadata(metadata: Any) -> dict[str, Any]:
+    """A plain JSON copy of document metadata whose every key can be filtered on, or an error.
+
+    Checked at add time, so nothing unfilterable or unstorable reaches the index: keys (at every
+    depth) follow :func:`check_key`; values are JSON (str without lone surrogates, 64-bit ints,
+    finite floats, bools, None, lists, dicts) nested at most :data:`MAX_METADATA_DEPTH` deep.
+    """
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidInputError(f"metadata must be a dict, got {type(metadata).__name__}")
+    return _json_copy(metadata, "metadata", 0)

@@ -30,10 +30,12 @@ Examples: ``{"doc_id": "report-2024"}``, ``{"year": [2023, 2024]}``, ``{"status"
 Several keys in one dict, or several operators on one key (``{"$gte": 1, "$lt": 5}``), must all
 hold; ``{}`` or ``None`` is no filter.
 
-Semantics (those of Qdrant, on both backends, and of llama-index's Qdrant store):
+Semantics (Qdrant's, the same on both backends):
 
 - A **list** in the metadata matches ``$eq``/``$in``/ranges/``$text`` when one of its elements
-  does, and ``$ne``/``$nin`` when none does.
+  does, and ``$ne``/``$nin`` when none does (so ``$ne`` stays the negation of ``$eq`` on pages that
+  have the key; llama-index's Qdrant store uses ``MatchExcept``, which on a list holds as soon as
+  one element differs).
 - A **missing key** (or ``null``, or ``[]``) matches only ``$exists: False`` and ``$not``:
   ``{"k": {"$ne": v}}`` leaves out pages without ``k`` (as llama-index's ``NE`` on Qdrant does);
   ``{"$not": {"k": v}}`` keeps them.
@@ -50,10 +52,17 @@ so integer bounds must lie within ``+-2**53``; strings must be valid Unicode (no
 
 Keys: a metadata key (at any depth of nested dicts) is a non-empty string that does not start
 with ``$`` (operators do) and holds none of ``. [ ] " \\`` (path syntax); anything else works,
-spaces and punctuation included (``"my key"`` is quoted in the Qdrant path). Such keys are
-refused when the metadata is added, so every stored key can be filtered on. Metadata keys named
-``doc_id`` or ``page_number`` are kept but cannot be filtered on: those filter keys mean the page's
-own fields.
+spaces and punctuation included (``"my key"`` is quoted in the Qdrant path). Other keys are
+refused when the metadata is added (``add_images``, ``add_pages``, ``add_documents``), so every
+stored key can be filtered on. Filters name top-level metadata keys; a nested dict is stored and
+returned whole. Metadata keys named ``doc_id`` or ``page_number`` are kept but cannot be filtered
+on: those filter keys mean the page's own fields.
+
+LlamaIndex filters map directly: ``FilterOperator`` EQ, NE, GT, GTE, LT, LTE, IN, NIN, TEXT_MATCH
+(and TEXT_MATCH_INSENSITIVE) are ``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``, ``$in``,
+``$nin``, ``$text``; IS_EMPTY is ``{"$exists": False}``; on list values CONTAINS is ``$eq``, ANY is
+``$in`` and ALL is ``$and`` of ``$eq``; ``FilterCondition`` AND and OR are ``$and`` and ``$or``, and
+NOT (none of the group holds) is ``{"$not": {"$or": [...]}}``.
 
 Payload indexes: none is needed. Qdrant Edge and qdrant-client's local mode evaluate every
 operator, ``$text`` included, on unindexed payload (``$text`` then tokenizes like a default
@@ -76,9 +85,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from ..errors import InvalidInputError
+from .checks import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_METADATA_DEPTH,
+    check_int64,
+    check_key,
+    check_text,
+    plain_scalar,
+    short_repr,
+    validate_metadata,
+)
 
 __all__ = [
     "INT64_MAX",
@@ -107,18 +125,12 @@ METADATA_FIELD = "metadata"
 RESERVED_KEYS = ("doc_id", "page_number")
 """Filter keys that name a page's own payload fields rather than a metadata key."""
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-"""Qdrant stores and matches integers as signed 64-bit (Qdrant Edge turns bigger ones into floats)."""
-
 EXACT_FLOAT_INT = 2**53
 """Range bounds are compared as 64-bit floats, exact for integers up to this magnitude."""
 
 MAX_FILTER_DEPTH = 32
-MAX_METADATA_DEPTH = 32
-"""Levels of nested dicts/lists in metadata. The engine's JSON decoder stops at 128 levels for the
-whole payload, and a deeper payload written to Qdrant Edge makes every later filtered read fail."""
+"""Levels of ``$and``/``$or``/``$not`` nesting."""
 
-_PATH_CHARS = (".", "[", "]", '"', "\\")
 _RAW_KEY = re.compile(r"[A-Za-z0-9_-]+")  # what Qdrant's JSON path takes unquoted (others are quoted)
 _RANGE_OPS = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}
 _FIELD_OPS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$text")
@@ -197,44 +209,6 @@ Condition = FieldMatch | FieldExcept | FieldRange | FieldEmpty | FieldText | All
 # --- keys and strings ---------------------------------------------------------------------------
 
 
-def _short(x: Any, limit: int = 60) -> str:
-    """``repr(x)``, cut to ``limit`` characters."""
-    text = repr(x)
-    return text if len(text) <= limit else text[: limit - 4] + "...'"
-
-
-def check_text(s: str, what: str) -> str:
-    """``s`` if it is valid Unicode (no lone surrogate), else an error naming ``what``."""
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidInputError(
-            f"{what} {_short(s)} holds a lone surrogate {s[exc.start]!r} at position {exc.start}, which is not "
-            "valid Unicode and cannot be stored (often a file name decoded with 'surrogateescape'); repair it, "
-            "e.g. text.encode('utf-8', 'replace').decode()"
-        ) from None
-    return s
-
-
-def check_key(key: Any, what: str) -> str:
-    """A metadata or filter key that can be filtered on (see the module docstring), or an error."""
-    if not isinstance(key, str) or not key:
-        raise InvalidInputError(f"{what} keys must be non-empty strings, got {key!r}")
-    check_text(key, f"{what} key")
-    if key.startswith("$"):
-        raise InvalidInputError(
-            f"{what} key {_short(key)} may not start with '$' (filter operators such as '$and' and '$gt' do); "
-            f"rename it, e.g. {key.lstrip('$') or 'key'!r}"
-        )
-    if any(ch in key for ch in _PATH_CHARS):
-        fixed = "".join("_" if ch in _PATH_CHARS else ch for ch in key)
-        raise InvalidInputError(
-            f"{what} key {_short(key)} may not contain '.', '[', ']', '\"' or '\\' (they are path syntax in "
-            f"filters); rename it, e.g. {fixed!r}"
-        )
-    return key
-
-
 def payload_path(key: str) -> str:
     """The Qdrant payload path of a filter key: ``doc_id``, ``metadata.year``, ``metadata."my key"``."""
     if key in RESERVED_KEYS:
@@ -245,36 +219,16 @@ def payload_path(key: str) -> str:
 # --- values -------------------------------------------------------------------------------------
 
 
-def _plain(value: Any) -> Any:
-    """numpy scalars as the Python values they hold."""
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    return value
-
-
-def _int64(value: int, where: str) -> int:
-    if not INT64_MIN <= value <= INT64_MAX:
-        raise InvalidInputError(
-            f"{where}: {value} is outside the 64-bit integer range Qdrant stores (-2**63 .. 2**63-1); "
-            "store and filter such numbers as strings"
-        )
-    return value
-
-
 def _eq_value(value: Any, where: str) -> Scalar:
-    value = _plain(value)
+    value = plain_scalar(value)
     if isinstance(value, str):
         return check_text(value, f"{where}: the string")
     if isinstance(value, bool):
         return value
     if isinstance(value, int):
-        return _int64(value, where)
+        return check_int64(value, where)
     raise InvalidInputError(
-        f"{where} must be a str, int or bool, got {type(value).__name__} {_short(value)}"
+        f"{where} must be a str, int or bool, got {type(value).__name__} {short_repr(value)}"
         + (
             "; floats cannot be matched exactly: use {'$gte': x, '$lte': x}, or store them as strings or ints"
             if isinstance(value, float)
@@ -284,26 +238,26 @@ def _eq_value(value: Any, where: str) -> Scalar:
 
 
 def _any_values(value: Any, where: str) -> tuple[Scalar, ...]:
-    items = [_plain(v) for v in value]
+    items = [plain_scalar(v) for v in value]
     if not items:
         raise InvalidInputError(f"{where} is an empty list, which matches nothing; drop the key instead")
     if all(isinstance(v, str) for v in items):
         return tuple(check_text(v, f"{where}: the string") for v in items)
     if all(isinstance(v, int) and not isinstance(v, bool) for v in items):
-        return tuple(_int64(v, where) for v in items)
-    raise InvalidInputError(f"{where} must list only strings or only integers (any-of), got {_short(items)}")
+        return tuple(check_int64(v, where) for v in items)
+    raise InvalidInputError(f"{where} must list only strings or only integers (any-of), got {short_repr(items)}")
 
 
 def _old_form(value: Any, where: str) -> tuple[Scalar, ...]:
     """``{"k": v}`` and ``{"k": [a, b]}``: the forms filters had before operators."""
     if isinstance(value, (list, tuple, set, frozenset)):
         return _any_values(value, where)
-    plain = _plain(value)
+    plain = plain_scalar(value)
     if isinstance(plain, (str, bool, int)):
         return (_eq_value(plain, where),)
     raise InvalidInputError(
         f"{where} must be a str, int, bool, a list of str/int (any-of) or a dict of operators such as "
-        f"{{'$gte': 2020}}, got {type(value).__name__} {_short(value)}"
+        f"{{'$gte': 2020}}, got {type(value).__name__} {short_repr(value)}"
         + (
             "; floats cannot be matched exactly: use {'$gte': x, '$lte': x}, or store them as strings or ints"
             if isinstance(plain, float)
@@ -313,10 +267,10 @@ def _old_form(value: Any, where: str) -> tuple[Scalar, ...]:
 
 
 def _bound(value: Any, where: str) -> int | float:
-    value = _plain(value)
+    value = plain_scalar(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidInputError(
-            f"{where} must be a number (ranges compare numbers only), got {type(value).__name__} {_short(value)}"
+            f"{where} must be a number (ranges compare numbers only), got {type(value).__name__} {short_repr(value)}"
         )
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidInputError(f"{where} must be a finite number, got {value}; leave the bound out instead")
@@ -375,18 +329,19 @@ def _operators(path: str, ops: Mapping[Any, Any], where: str) -> tuple[Condition
         elif op in _RANGE_OPS:
             bounds[_RANGE_OPS[op]] = _bound(value, at)
         elif op == "$exists":
-            if not isinstance(_plain(value), bool):
-                raise InvalidInputError(f"{at} must be True or False, got {_short(value)}")
+            if not isinstance(plain_scalar(value), bool):
+                raise InvalidInputError(f"{at} must be True or False, got {short_repr(value)}")
             out.append(NotOf(FieldEmpty(path)) if value else FieldEmpty(path))
         elif op == "$text":
             if not isinstance(value, str) or not value.strip():
-                raise InvalidInputError(f"{at} must be a non-empty string of words, got {_short(value)}")
+                raise InvalidInputError(f"{at} must be a non-empty string of words, got {short_repr(value)}")
             out.append(FieldText(path, check_text(value, f"{at}: the string")))
         else:
             raise InvalidInputError(
-                f"{where}: unknown operator {_short(op)}; field operators are {', '.join(_FIELD_OPS)}"
+                f"{where}: unknown operator {short_repr(op)}; field operators are {', '.join(_FIELD_OPS)}"
                 if isinstance(op, str) and op.startswith("$")
-                else f"{where}: {_short(op)} is not an operator; operators are {', '.join(_FIELD_OPS)}"
+                else f"{where}: {short_repr(op)} is not an operator (filters cannot look inside a nested dict: keep "
+                f"the field at the top level of the metadata); operators are {', '.join(_FIELD_OPS)}"
             )
     if bounds:
         out.append(FieldRange(path, **bounds))
@@ -399,7 +354,7 @@ def _parse(flt: Mapping[Any, Any], where: str, depth: int) -> tuple[Condition, .
         if isinstance(key, str) and key.startswith("$"):
             if key not in _LOGICAL_OPS:
                 raise InvalidInputError(
-                    f"{where}: unknown operator {_short(key)}; at this level use $and, $or or $not, and put field "
+                    f"{where}: unknown operator {short_repr(key)}; at this level use $and, $or or $not, and put field "
                     "operators under a key, e.g. {'year': {'$gt': 2020}}"
                 )
             out.extend(_logical(key, value, f"{where}[{key!r}]", depth))
@@ -427,46 +382,3 @@ def parse_filter(filter: Mapping[str, Any] | None) -> tuple[Condition, ...]:
             f"got {type(filter).__name__}"
         )
     return _parse(filter, "filter", 0)
-
-
-# --- metadata -----------------------------------------------------------------------------------
-
-
-def _json_copy(value: Any, where: str, depth: int) -> Any:
-    value = _plain(value)
-    if value is None or isinstance(value, (bool, str)):
-        return value if not isinstance(value, str) else check_text(value, f"{where}: the string")
-    if isinstance(value, int):
-        return _int64(value, where)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidInputError(f"metadata values must be JSON data: {where} is {value}, which JSON cannot hold")
-        return value
-    if isinstance(value, (Mapping, list, tuple)):
-        if depth >= MAX_METADATA_DEPTH:
-            raise InvalidInputError(
-                f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep (dicts and lists) at "
-                f"{where if len(where) <= 120 else where[:117] + '...'}; flatten it, e.g. store the deep part "
-                "as a JSON string"
-            )
-        if isinstance(value, Mapping):
-            return {check_key(k, where): _json_copy(v, f"{where}[{k!r}]", depth + 1) for k, v in value.items()}
-        return [_json_copy(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
-    raise InvalidInputError(
-        f"metadata values must be JSON data (str, numbers, bools, None, lists, dicts): {where} is a "
-        f"{type(value).__name__}"
-    )
-
-
-def validate_metadata(metadata: Any) -> dict[str, Any]:
-    """A plain JSON copy of document metadata whose every key can be filtered on, or an error.
-
-    Checked at add time, so nothing unfilterable or unstorable reaches the index: keys (at every
-    depth) follow :func:`check_key`; values are JSON (str without lone surrogates, 64-bit ints,
-    finite floats, bools, None, lists, dicts) nested at most :data:`MAX_METADATA_DEPTH` deep.
-    """
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, Mapping):
-        raise InvalidInputError(f"metadata must be a dict, got {type(metadata).__name__}")
-    return _json_copy(metadata, "metadata", 0)
