@@ -27,6 +27,7 @@ __all__ = [
     "PageBatch",
     "decode_base64",
     "delete_ref_docs",
+    "docs_by_ref",
     "file_batch",
     "image_batch",
     "open_index",
