@@ -1,6 +1,7 @@
 """LlamaIndex: index PDFs with SAP in an IngestionPipeline and query them with a multimodal query engine.
 
-    documents (file paths) -> IngestionPipeline([VisualDocumentIndexer]) -> SAPRetriever
+    SimpleDirectoryReader(file_extractor=SAPPageReader) -> one ImageDocument per page
+    -> IngestionPipeline([VisualDocumentIndexer], docstore, upserts) -> SAPRetriever
     -> RetrieverQueryEngine(multimodal=True) -> the page images reach the LLM
 
 Runs offline in seconds: a tiny random-weight ColQwen2 (so the ranking is arbitrary) and a mock
@@ -21,14 +22,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from llama_index.core import SimpleDirectoryReader
 from llama_index.core.base.llms.types import ImageBlock
-from llama_index.core.ingestion import IngestionPipeline
+from llama_index.core.ingestion import DocstoreStrategy, IngestionPipeline
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events.llm import LLMChatStartEvent
 from llama_index.core.llms.mock import MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
-from llama_index.core.schema import Document
+from llama_index.core.storage.docstore import SimpleDocumentStore
+from llama_index.readers.sap_rag import SAPPageReader
 from llama_index.retrievers.sap_rag import SAPRetriever, VisualDocumentIndexer
 
 from sap_rag import load_encoder
@@ -58,17 +61,30 @@ def main() -> None:
     parser.add_argument("--question", default="What was the revenue in 2023?")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    # SimpleDirectoryReader warns that its optional default readers are missing; SAPPageReader reads the PDFs.
+    logging.getLogger("llama_index.core.readers.file.base").setLevel(logging.ERROR)
 
     with tempfile.TemporaryDirectory() as scratch:
         index_dir = args.index_dir or Path(scratch) / "index"
         encoder = load_encoder("tiny:colqwen2")  # REAL MODEL: load_encoder("vidore/colqwen2-v1.0")
         with SAPIndex.create(index_dir, encoder=encoder, keep_ratio=0.1) as index:
-            # The indexer reads each document's pages from its metadata["file_path"], as set by
-            # SimpleDirectoryReader(folder).load_data() too (ImageDocuments with image bytes work as well).
-            documents = [Document(text="", metadata={"file_path": str(p)}) for p in sorted(args.data.glob("*.pdf"))]
-            pipeline = IngestionPipeline(transformations=[VisualDocumentIndexer(index=index)])
+            # One ImageDocument per page (rendered image, PDF text layer, file hash); ids stable per file
+            # and page, so the docstore re-indexes an edited file and deletes a removed one.
+            reader = SAPPageReader()
+            documents = SimpleDirectoryReader(
+                str(args.data), required_exts=[".pdf"], file_extractor={".pdf": reader}, filename_as_id=True
+            ).load_data()
+            indexer = VisualDocumentIndexer(index=index)
+            pipeline = IngestionPipeline(
+                transformations=[indexer],
+                docstore=SimpleDocumentStore(),
+                vector_store=indexer.vector_store,
+                docstore_strategy=DocstoreStrategy.UPSERTS_AND_DELETE,
+            )
             nodes = pipeline.run(documents=documents)
-            print(f"indexed {len(nodes)} pages from {len(documents)} files")
+            files = {d.metadata["file_name"] for d in documents}
+            print(f"indexed {len(nodes)} pages from {len(files)} files")
+            print(f"run again: {len(pipeline.run(documents=documents))} pages re-indexed (nothing changed)")
 
             llm = MockLLM(is_chat_model=True)  # REAL LLM: llm = OpenAI(model="gpt-4o")
 
@@ -79,7 +95,9 @@ def main() -> None:
             response = engine.query(args.question)
             for source in response.source_nodes:
                 meta = source.node.metadata
-                print(f"retrieved: {meta['filename']} page {meta['page_number']} (score {source.score:.3f})")
+                text = (source.node.text.splitlines() or [""])[0][:40]
+                where = f"{meta['filename']} page {meta['page_number']}"
+                print(f"retrieved: {where} (relevance {source.score:.3f}): {text!r}")
             print(f"the LLM received {counter.images} page images")
             print(f"answer (the mock LLM echoes its prompt): {str(response)[:80]!r}...")
 

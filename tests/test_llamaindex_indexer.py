@@ -114,9 +114,13 @@ def test_unreadable_document_fails_clearly_and_writes_nothing(index, files, tmp_
     assert len(nodes) == 1 and len(index) == 1
 
 
-def test_document_pointing_at_nothing_is_a_clear_error(index):
+def test_document_pointing_at_nothing_is_a_clear_error(index, tmp_path):
     with pytest.raises(UnreadableInputError, match="file_path"):
         VisualDocumentIndexer(index=index).get_nodes_from_documents([TextNode(text="just text")])
+    gone = ImageNode(image_path=str(tmp_path / "gone.png"))
+    with pytest.raises(UnreadableInputError, match=r"gone\.png"):
+        VisualDocumentIndexer(index=index).get_nodes_from_documents([gone])
+    assert len(index) == 0
 
 
 def test_async_and_progress(index, files, capsys):

@@ -15,8 +15,7 @@ from llama_index.core.llms.mock import MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import ImageNode, NodeWithScore, QueryBundle
 from llama_index.core.vector_stores.types import FilterCondition, FilterOperator, MetadataFilter, MetadataFilters
-from llama_index.retrievers.sap_rag import SAPRetriever, UnsupportedFilterError, to_index_filter
-from llama_index.retrievers.sap_rag.filters import NO_MATCH
+from llama_index.retrievers.sap_rag import SAPRetriever
 from pydantic import Field
 
 from sap_rag import InvalidInputError
@@ -63,50 +62,14 @@ def test_similarity_top_k_and_filters(index):
     assert [h.node.metadata["doc_id"] for h in SAPRetriever(index, filters=both).retrieve(QUERY)] == ["doc2"]
 
 
-def test_filter_translation():
-    eq = MetadataFilter(key="team", value="a")
-    assert to_index_filter(None) is None
-    assert to_index_filter(_filters(eq)) == {"team": "a"}
-    # OR on one key is any-of; nested AND flattens; AND on one key intersects
-    either = _filters(eq, MetadataFilter(key="team", value="b"), condition="or")
-    assert to_index_filter(either) == {"team": ["a", "b"]}
-    nested = _filters(either, MetadataFilter(key="year", value=2023))
-    assert to_index_filter(nested) == {"team": ["a", "b"], "year": 2023}
-    narrowed = _filters(either, MetadataFilter(key="team", value=["b", "c"], operator=FilterOperator.IN))
-    assert to_index_filter(narrowed) == {"team": "b"}
-    assert to_index_filter(_filters(eq, MetadataFilter(key="team", value="b"))) is NO_MATCH
-
-
 def test_contradictory_filters_return_nothing(index):
     never = _filters(MetadataFilter(key="team", value="a"), MetadataFilter(key="team", value="b"))
     assert SAPRetriever(index, filters=never).retrieve(QUERY) == []
 
 
-@pytest.mark.parametrize(
-    "filters",
-    [
-        MetadataFilters(filters=[MetadataFilter(key="year", value=2023, operator=FilterOperator.GT)]),
-        MetadataFilters(filters=[MetadataFilter(key="team", value="a", operator=FilterOperator.NE)]),
-        MetadataFilters(
-            filters=[MetadataFilter(key="team", value="a"), MetadataFilter(key="year", value=2023)],
-            condition=FilterCondition.OR,
-        ),
-        MetadataFilters(filters=[MetadataFilter(key="team", value="a")], condition=FilterCondition.NOT),
-    ],
-    ids=["gt", "ne", "or-across-keys", "not"],
-)
-def test_unsupported_filters_are_clear_errors(index, filters):
-    with pytest.raises(UnsupportedFilterError, match="not supported") as info:
-        SAPRetriever(index, filters=filters)
-    assert isinstance(info.value, InvalidInputError)
-
-
 def test_core_errors_reach_the_user(index, tmp_path):
     with pytest.raises(IndexNotFoundError, match="no-such-index"):
         SAPRetriever(tmp_path / "no-such-index")
-    floats = _filters(MetadataFilter(key="score", value=0.5))
-    with pytest.raises(InvalidInputError, match="floats"):
-        SAPRetriever(index, filters=floats)
     with pytest.raises(InvalidInputError, match="empty"):
         SAPRetriever(index).retrieve(" ")
     with pytest.raises(InvalidInputError, match="SAPIndex"):

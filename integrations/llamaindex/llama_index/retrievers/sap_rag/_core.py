@@ -1,7 +1,7 @@
-"""The few calls into ``sap_rag`` this package makes, in one place.
+"""The calls into ``sap_rag`` this package makes, in one place.
 
-Everything that decides anything (reading files, pruning, storing, searching) is ``sap_rag``'s;
-these helpers only pick the right entry point.
+Everything that decides anything (reading files, page text, pruning, storing, searching) is
+``sap_rag``'s; these helpers pick the entry point and carry LlamaIndex's ids along.
 """
 
 from __future__ import annotations
@@ -9,78 +9,194 @@ from __future__ import annotations
 import base64
 import logging
 import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sap_rag.errors import InvalidInputError, UnreadableInputError
 from sap_rag.index.filters import validate_metadata
-from sap_rag.ingest import Document, content_id, load_document, load_image
+from sap_rag.ingest import DEFAULT_DPI, content_id, load_document, load_image
+from sap_rag.ingest.text import is_pdf, pdf_page_texts
+
+from .nodes import REF_DOC_IDS_KEY
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["add_to_index", "load_source", "node_id", "open_index"]
+__all__ = [
+    "PageBatch",
+    "decode_base64",
+    "delete_ref_docs",
+    "docs_by_ref",
+    "file_batch",
+    "image_batch",
+    "open_index",
+    "read_file_pages",
+    "write_batch",
+]
+
+FILE_KEYS = ("file_path",)
+"""Input metadata not stored: the file is ``source``; a node's ``file_path`` is its page image."""
 
 
-def open_index(index: Any, **open_kwargs: Any) -> Any:
-    """``index`` itself when it is a ``SAPIndex`` object; ``SAPIndex.open(index)`` when it is a path."""
+def open_index(index: Any, **open_kwargs: Any) -> tuple[Any, bool]:
+    """``(index, owned)``: ``SAPIndex.open(index, **open_kwargs)`` for a path (owned: the adapter
+    closes it), else the index object itself (its owner closes it)."""
     from sap_rag.index import as_index
 
-    return as_index(index, hint="", **open_kwargs)
+    owned = isinstance(index, (str, os.PathLike))
+    if open_kwargs and not owned:
+        raise InvalidInputError(
+            f"got an index object and open options {sorted(open_kwargs)}: they apply only to an index given "
+            "as a path; drop them, or pass the path"
+        )
+    return as_index(index, hint="", **open_kwargs), owned
 
 
-def node_id(doc_id: str, page_number: int) -> str:
-    """The id shared by the node an indexer makes for a page and the node a retriever returns for it.
+@dataclass
+class PageBatch:
+    """One index document to write: its pages, their texts, metadata and LlamaIndex document ids."""
 
-    >>> node_id("report-2024", 3)
-    'report-2024:p3'
-    """
-    return f"{doc_id}:p{page_number}"
+    doc_id: str
+    pages: list[Any]
+    texts: list[str | None] | None
+    metadata: dict[str, Any]
+    label: str
+    source: str | None = None
+    ref_doc_ids: list[str] = field(default_factory=list)
+
+    def stored_metadata(self) -> dict[str, Any]:
+        return {**self.metadata, REF_DOC_IDS_KEY: list(self.ref_doc_ids)}
 
 
-def load_source(
-    *,
-    image_data: bytes | None,
-    image_path: str | os.PathLike | None,
-    file_path: str | os.PathLike | None,
-    metadata: dict[str, Any],
-    label: str,
-) -> Document:
-    """Read what a framework document points at into a ``sap_rag`` :class:`Document` (pages decoded).
-
-    ``image_data`` is base64 image bytes (LlamaIndex's storage form); ``image_path`` an image file;
-    ``file_path`` a PDF or image file. The first one given wins.
-
-    The metadata is checked here too (string keys, JSON values), so a batch fails before any write.
-
-    Raises:
-        UnreadableInputError: nothing to read, or it cannot be read as pages.
-        InvalidInputError: the metadata cannot be stored in the index.
-    """
+def _checked(metadata: dict[str, Any], label: str) -> dict[str, Any]:
     try:
-        validate_metadata(metadata)
+        return validate_metadata({k: v for k, v in metadata.items() if k not in FILE_KEYS})
     except InvalidInputError as exc:
         raise InvalidInputError(f"{label}: {exc}") from exc
-    if image_data is not None:
-        try:
-            raw = base64.b64decode(image_data, validate=True)
-        except ValueError as exc:
-            raise UnreadableInputError(f"{label}: the image data is not valid base64 ({exc})") from exc
-        page = load_image(raw, name=label)
-        return Document(doc_id=content_id(raw), source=label, pages=[page], metadata=dict(metadata))
-    path = image_path if image_path is not None else file_path
-    if path is None:
-        raise UnreadableInputError(
-            f"{label} points at no page: give it a 'file_path' in its metadata (a PDF or an image), "
-            "or make it an ImageDocument with image bytes or an image_path"
-        )
-    return load_document(Path(path), metadata=metadata)
 
 
-def add_to_index(index: Any, document: Document) -> Any:
-    """Store one loaded document's pages in the index; returns the index's ``DocumentInfo``.
+def read_file_pages(
+    path: str | os.PathLike,
+    metadata: dict[str, Any] | None = None,
+    *,
+    dpi: int | None = None,
+    password: str | None = None,
+) -> tuple[Any, list[str]]:
+    """A file's ``sap_rag`` Document (pages decoded, content-hash id, ``source`` = absolute path)
+    and its page texts (the PDF text layer; ``""`` for images and pages without one)."""
+    document = load_document(Path(path), metadata=metadata, dpi=dpi or DEFAULT_DPI, password=password)
+    texts = pdf_page_texts(path, password=password) if is_pdf(path) else [""] * document.num_pages
+    return document, texts
 
-    Pages here are already in memory (image bytes, ``ImageDocument``s, or files a node parser was
-    handed), so this is ``add_images``; files and folders go through ``SAPIndex.add_documents``.
+
+def file_batch(path: str | os.PathLike, metadata: dict[str, Any], ref_doc_id: str, label: str) -> PageBatch:
+    """Every page of a PDF or image file, as one document (the same id ``add_documents`` gives it)."""
+    checked = _checked(metadata, label)
+    document, texts = read_file_pages(path, checked)
+    return PageBatch(
+        doc_id=document.doc_id,
+        pages=document.pages,
+        texts=list(texts),
+        metadata=document.metadata,
+        label=label,
+        source=document.source,
+        ref_doc_ids=[ref_doc_id] * document.num_pages,
+    )
+
+
+def decode_base64(data: bytes | str, label: str) -> bytes:
+    """LlamaIndex keeps image bytes base64-encoded."""
+    try:
+        return base64.b64decode(data, validate=True)
+    except ValueError as exc:
+        raise UnreadableInputError(f"{label}: the image data is not valid base64 ({exc})") from exc
+
+
+def _read(path: str | os.PathLike, label: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise UnreadableInputError(f"{label}: cannot read the image file {os.fspath(path)} ({exc.strerror})") from exc
+
+
+def image_batch(
+    images: Sequence[bytes | str | os.PathLike],
+    texts: Sequence[str | None],
+    metadata: dict[str, Any],
+    ref_doc_ids: Sequence[str],
+    label: str,
+    *,
+    doc_id: str | None = None,
+    source: str | None = None,
+) -> PageBatch:
+    """Pages given as image bytes or image files (decoded here, so errors surface before writes).
+
+    ``doc_id`` defaults to the content hash of the images, so two different images are two
+    documents and the same image is one.
     """
-    logger.debug("indexing %s (%d pages) as %s", document.source, document.num_pages, document.doc_id)
-    return index.add_images(document.pages, doc_id=document.doc_id, metadata=document.metadata)
+    checked = _checked(metadata, label)
+    raw = [item if isinstance(item, bytes) else _read(item, label) for item in images]
+    pages = [load_image(data, name=label) for data in raw]
+    if doc_id is None:
+        doc_id = content_id(b"".join(content_id(data).encode() for data in raw)) if len(raw) > 1 else content_id(raw[0])
+    return PageBatch(
+        doc_id=doc_id,
+        pages=pages,
+        texts=[t or None for t in texts],
+        metadata=checked if source is None else {**checked, "source": source},
+        label=label,
+        source=source,
+        ref_doc_ids=list(ref_doc_ids),
+    )
+
+
+def _unchanged(index: Any, batch: PageBatch) -> bool:
+    """The index holds this document already, with the same metadata (LlamaIndex ids aside)."""
+    if batch.doc_id not in index:
+        return False
+    stored = {k: v for k, v in index.document(batch.doc_id).metadata.items() if k != REF_DOC_IDS_KEY}
+    return stored == validate_metadata(batch.metadata)
+
+
+def docs_by_ref(index: Any, ref_doc_ids: Iterable[str]) -> dict[str, list[str]]:
+    """LlamaIndex document id -> index documents holding pages of it (one pass over the registry)."""
+    wanted = set(ref_doc_ids)
+    found: dict[str, list[str]] = {ref: [] for ref in wanted}
+    if not wanted:
+        return found
+    for doc_id in index.documents():
+        refs = index.document(doc_id).metadata.get(REF_DOC_IDS_KEY)
+        for ref in set(refs) & wanted if isinstance(refs, list) else ():
+            found[ref].append(doc_id)
+    return found
+
+
+def write_batch(index: Any, batch: PageBatch, previous: Iterable[str] = ()) -> Any:
+    """Store one document and drop what it replaces; returns its ``DocumentInfo``.
+
+    Replaced: the older versions of its file (same ``source``) and ``previous`` (the index
+    documents of its LlamaIndex documents from before). The new version is committed first, so a
+    failure leaves the old pages searchable. An unchanged document is not re-encoded.
+    """
+    if _unchanged(index, batch):
+        logger.debug("%s unchanged (%s)", batch.label, batch.doc_id)
+        info = index.document(batch.doc_id)
+    else:
+        logger.debug("indexing %s (%d pages) as %s", batch.label, len(batch.pages), batch.doc_id)
+        info = index.add_images(batch.pages, doc_id=batch.doc_id, metadata=batch.stored_metadata(), texts=batch.texts)
+    stale = set(previous) | (set(index.documents(source=batch.source)) if batch.source else set())
+    for old in sorted(stale - {batch.doc_id}):
+        logger.info("%s replaces %s", batch.label, old)
+        index.delete(old, missing_ok=True)
+    return info
+
+
+def delete_ref_docs(index: Any, ref_doc_ids: Iterable[str]) -> int:
+    """Delete the pages of these LlamaIndex documents (each whole index document holding one of
+    them: a file is indexed as a whole); returns the number of pages removed."""
+    removed = 0
+    targets = {doc for docs in docs_by_ref(index, ref_doc_ids).values() for doc in docs}
+    for doc_id in sorted(targets):
+        removed += index.delete(doc_id, missing_ok=True)
+    return removed

@@ -1,15 +1,26 @@
-"""LlamaIndex ``MetadataFilters`` -> a ``SAPIndex`` filter dict.
+"""LlamaIndex ``MetadataFilters`` -> a ``SAPIndex`` filter dict (the core's operator grammar).
 
-A ``SAPIndex`` filter is a dict of payload key -> value or list of values (any of them), every key
-required (AND). The translation covers what that shape can say exactly:
+The core (``sap_rag.index.filters``) evaluates the filter, on Qdrant's native filter for both
+backends; this module only renames:
 
-- ``FilterOperator.EQ`` (``key == value``) and ``FilterOperator.IN`` (``key in [values]``);
-- ``FilterCondition.AND`` (the default), nested ``MetadataFilters`` included; two conditions on
-  the same key keep the values allowed by both;
-- ``FilterCondition.OR`` over conditions on one single key (``key == a OR key == b``).
+==================================  ==========================================
+LlamaIndex                          ``SAPIndex.search(filter=...)``
+==================================  ==========================================
+``EQ`` / ``NE``                     ``{"k": {"$eq": v}}`` / ``{"k": {"$ne": v}}``
+``GT`` ``GTE`` ``LT`` ``LTE``       ``{"k": {"$gt": v}}`` ...
+``IN`` / ``NIN``                    ``{"k": {"$in": [...]}}`` / ``{"k": {"$nin": [...]}}``
+``IS_EMPTY``                        ``{"k": {"$exists": False}}``
+``TEXT_MATCH``                      ``{"k": {"$text": "words"}}`` (every word, any case)
+``TEXT_MATCH_INSENSITIVE``          the same
+``CONTAINS`` (a list holds ``v``)   ``{"k": {"$eq": v}}``
+``ANY`` / ``ALL`` (list values)     ``{"k": {"$in": [...]}}`` / ``{"$and": [{"k": {"$eq": v}}, ...]}``
+``AND`` / ``OR`` / ``NOT``          ``{"$and": [...]}`` / ``{"$or": [...]}`` / ``{"$not": {"$or": [...]}}``
+==================================  ==========================================
 
-Anything else (``>``, ``!=``, ``NOT``, an ``OR`` across keys...) raises
-:class:`UnsupportedFilterError`, naming what was asked and what is supported.
+``NOT`` follows LlamaIndex's vector stores (Qdrant's ``must_not``): no listed condition holds.
+Keys are ``doc_id``, ``page_number`` or document metadata keys; values and keys are checked by the
+core (``sap_rag.InvalidInputError``). On a list in the metadata, ``$eq``/``$in`` match when one
+element does (Qdrant's semantics).
 """
 
 from __future__ import annotations
@@ -20,97 +31,71 @@ from llama_index.core.vector_stores.types import FilterCondition, FilterOperator
 
 from sap_rag.errors import InvalidInputError
 
-__all__ = ["NO_MATCH", "SUPPORTED_OPERATORS", "UnsupportedFilterError", "to_index_filter"]
+__all__ = ["OPERATORS", "UnsupportedFilterError", "to_index_filter"]
 
-SUPPORTED_OPERATORS = (FilterOperator.EQ, FilterOperator.IN)
+OPERATORS: dict[FilterOperator, str] = {
+    FilterOperator.EQ: "$eq",
+    FilterOperator.NE: "$ne",
+    FilterOperator.GT: "$gt",
+    FilterOperator.GTE: "$gte",
+    FilterOperator.LT: "$lt",
+    FilterOperator.LTE: "$lte",
+    FilterOperator.IN: "$in",
+    FilterOperator.NIN: "$nin",
+    FilterOperator.TEXT_MATCH: "$text",
+    FilterOperator.TEXT_MATCH_INSENSITIVE: "$text",  # the core's $text ignores case
+    FilterOperator.CONTAINS: "$eq",  # on a list, $eq matches when one element does
+    FilterOperator.ANY: "$in",
+}
+"""LlamaIndex operator -> core operator (``IS_EMPTY`` and ``ALL`` are built in :func:`_condition`)."""
 
 
 class UnsupportedFilterError(InvalidInputError):
     """A LlamaIndex metadata filter that a ``SAPIndex`` filter cannot express."""
 
 
-class _NoMatch:
-    """The filters contradict each other (``a == 1 AND a == 2``): no page can match."""
-
-    def __repr__(self) -> str:
-        return "NO_MATCH"
-
-
-NO_MATCH = _NoMatch()
-
-# key -> allowed values, in first-seen order
-_Constraints = dict[str, list[Any]]
-
-
 def _supported() -> str:
-    return ", ".join(f"{op.name} ({op.value!r})" for op in SUPPORTED_OPERATORS)
+    return ", ".join(op.name for op in [*OPERATORS, FilterOperator.IS_EMPTY, FilterOperator.ALL])
 
 
-def _values(item: MetadataFilter) -> list[Any]:
+def _condition(item: MetadataFilter) -> dict[str, Any]:
     operator = FilterOperator(item.operator)
-    if operator == FilterOperator.EQ:
-        if isinstance(item.value, list):
-            raise UnsupportedFilterError(
-                f"metadata filter on {item.key!r}: operator EQ takes one value, got the list {item.value!r}; "
-                "use FilterOperator.IN for any-of"
-            )
-        return [item.value]
-    if operator == FilterOperator.IN:
+    if operator == FilterOperator.IS_EMPTY:
+        return {item.key: {"$exists": False}}
+    if operator == FilterOperator.ALL:
         values = item.value if isinstance(item.value, list) else [item.value]
-        return list(values)
-    raise UnsupportedFilterError(
-        f"metadata filter on {item.key!r}: operator {operator.name} ({operator.value!r}) is not supported by "
-        f"SAPIndex filters; supported: {_supported()}, combined with AND (or OR on a single key)"
-    )
+        if not values:
+            raise UnsupportedFilterError(f"metadata filter on {item.key!r}: ALL needs at least one value")
+        return {"$and": [{item.key: {"$eq": v}} for v in values]}
+    if operator not in OPERATORS:
+        raise UnsupportedFilterError(
+            f"metadata filter on {item.key!r}: operator {operator.name} ({operator.value!r}) is not supported by "
+            f"SAPIndex filters; supported: {_supported()}, combined with AND, OR and NOT"
+        )
+    value = item.value
+    if operator in (FilterOperator.IN, FilterOperator.NIN, FilterOperator.ANY) and not isinstance(value, list):
+        value = [value]
+    return {item.key: {OPERATORS[operator]: value}}
 
 
-def _merge_and(into: _Constraints, key: str, values: list[Any]) -> None:
-    if key not in into:
-        into[key] = list(dict.fromkeys(values))
-    else:
-        into[key] = [v for v in into[key] if v in values]
-
-
-def _constraints(filters: MetadataFilters) -> _Constraints:
+def _translate(filters: MetadataFilters) -> dict[str, Any]:
+    parts = [_translate(f) if isinstance(f, MetadataFilters) else _condition(f) for f in filters.filters]
+    if not parts:
+        raise UnsupportedFilterError("metadata filters: a nested MetadataFilters has no filters; drop it or fill it")
     condition = FilterCondition(filters.condition or FilterCondition.AND)
-    parts: list[_Constraints] = []
-    for item in filters.filters:
-        if isinstance(item, MetadataFilters):
-            parts.append(_constraints(item))
-        else:
-            parts.append({item.key: list(dict.fromkeys(_values(item)))})
-    if condition == FilterCondition.AND:
-        merged: _Constraints = {}
-        for part in parts:
-            for key, values in part.items():
-                _merge_and(merged, key, values)
-        return merged
-    if condition == FilterCondition.OR:
-        keys = {key for part in parts for key in part}
-        if len(keys) > 1 or any(len(part) != 1 for part in parts):
-            raise UnsupportedFilterError(
-                f"metadata filters: OR across different keys ({sorted(keys)}) is not supported by SAPIndex "
-                "filters; OR is supported between conditions on one key only"
-            )
-        union: list[Any] = []
-        for part in parts:
-            for values in part.values():
-                union.extend(v for v in values if v not in union)
-        return {next(iter(keys)): union} if keys else {}
-    raise UnsupportedFilterError(
-        f"metadata filters: condition {condition.name} is not supported by SAPIndex filters; use AND (or OR on one key)"
-    )
+    if condition == FilterCondition.NOT:
+        return {"$not": parts[0] if len(parts) == 1 else {"$or": parts}}
+    if len(parts) == 1:
+        return parts[0]
+    return {"$and" if condition == FilterCondition.AND else "$or": parts}
 
 
-def to_index_filter(filters: MetadataFilters | None) -> dict[str, Any] | _NoMatch | None:
-    """Translate LlamaIndex filters into a ``SAPIndex.search(filter=...)`` dict.
-
-    Returns None for no filter, :data:`NO_MATCH` when the conditions exclude every page, else the
-    dict (a single value stays a scalar, several become an any-of list).
+def to_index_filter(filters: MetadataFilters | None) -> dict[str, Any] | None:
+    """Translate LlamaIndex filters into a ``SAPIndex.search(filter=...)`` dict (None for no filter).
 
     >>> from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters
-    >>> to_index_filter(MetadataFilters(filters=[MetadataFilter(key="doc_id", value="a")]))
-    {'doc_id': 'a'}
+    >>> to_index_filter(MetadataFilters(filters=[MetadataFilter(key="year", value=2023, operator=">=")]))
+    {'year': {'$gte': 2023}}
     """
     if filters is None:
         return None
@@ -119,9 +104,6 @@ def to_index_filter(filters: MetadataFilters | None) -> dict[str, Any] | _NoMatc
             f"filters must be llama_index MetadataFilters, got {type(filters).__name__}; "
             "e.g. MetadataFilters(filters=[MetadataFilter(key='doc_id', value='report-2024')])"
         )
-    constraints = _constraints(filters)
-    if any(not values for values in constraints.values()):
-        return NO_MATCH
-    if not constraints:
+    if not filters.filters:
         return None
-    return {key: values[0] if len(values) == 1 else values for key, values in constraints.items()}
+    return _translate(filters)

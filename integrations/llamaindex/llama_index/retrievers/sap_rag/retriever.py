@@ -4,62 +4,56 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any
 
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.constants import DEFAULT_SIMILARITY_TOP_K
-from llama_index.core.schema import ImageNode, NodeWithScore, QueryBundle
+from llama_index.core.schema import NodeWithScore, QueryBundle
 from llama_index.core.vector_stores.types import MetadataFilters
 
-from sap_rag.index import parse_filter
+from sap_rag.index import DocumentNotFoundError, parse_filter
+from sap_rag.ingest import load_image
 
-from ._core import node_id, open_index
-from .filters import NO_MATCH, to_index_filter
+from ._core import open_index
+from .filters import to_index_filter
+from .nodes import ScoreMode, hit_to_node
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SAPRetriever", "hit_to_node"]
-
-
-def hit_to_node(hit: Any) -> NodeWithScore:
-    """One ``SAPIndex`` search hit as ``NodeWithScore(ImageNode)``.
-
-    The node's metadata is the document's metadata plus ``doc_id`` and ``page_number``; its
-    ``image_path`` is the page image stored in the index, which a multimodal LLM receives.
-    """
-    node = ImageNode(
-        id_=node_id(hit.doc_id, hit.page_number),
-        text="",
-        image_path=os.fspath(hit.image_path) if hit.image_path is not None else None,
-        metadata={**(hit.metadata or {}), "doc_id": hit.doc_id, "page_number": hit.page_number},
-    )
-    return NodeWithScore(node=node, score=float(hit.score))
+__all__ = ["SAPRetriever"]
 
 
 class SAPRetriever(BaseRetriever):
-    """Retrieve page images from a ``SAPIndex`` by MaxSim over their SAP anchors.
+    """Retrieve pages from a ``SAPIndex`` by MaxSim over their SAP anchors.
 
-    Returns ``NodeWithScore(ImageNode)``, best first. Plug it into
+    Returns ``NodeWithScore(ImageNode)``, best first: the page text as ``text``, the page image
+    as ``image_path`` and ``metadata["file_path"]``, relationships to the source document and the
+    neighbouring pages (see ``llama_index.retrievers.sap_rag.nodes``). Plug it into
     ``RetrieverQueryEngine.from_args(retriever, llm=..., multimodal=True)`` to send the pages to a
-    multimodal chat LLM.
+    multimodal chat LLM, or into ``RetrieverTool`` for an agent (it reads the page text).
+
+    A ``QueryBundle(query_str=..., image_path="page.png")`` searches by image (the image is
+    encoded as a page; its visual tokens are the query); the text is then not used.
 
     Args:
-        index: a ``SAPIndex``, or the path of one (opened with ``SAPIndex.open(path, **open_kwargs)``).
+        index: a ``SAPIndex``, or the path of one (opened with ``SAPIndex.open(path, **open_kwargs)``,
+            e.g. ``read_only=True``, and closed by :meth:`close`).
         similarity_top_k: pages per query.
         filters: LlamaIndex ``MetadataFilters`` on ``doc_id``, ``page_number`` or document metadata
-            keys (``EQ``/``IN``, combined with ``AND``, or ``OR`` on one key). Checked when the
-            retriever is built: anything else raises
-            :class:`~llama_index.retrievers.sap_rag.filters.UnsupportedFilterError`, a bad value
-            ``sap_rag.InvalidInputError``.
+            keys: every operator of :mod:`~llama_index.retrievers.sap_rag.filters`, nested with
+            AND/OR/NOT. Checked when the retriever is built.
+        score: what ``NodeWithScore.score`` is: ``"relevance"`` (default, in ``[0, 1]``, for
+            ``SimilarityPostprocessor(similarity_cutoff=...)``) or ``"maxsim"`` (raw). Both are
+            in the node metadata (``relevance``, ``maxsim``).
+        two_stage, prefetch, coarse: the staged-search options of ``SAPIndex.search``.
         callback_manager: LlamaIndex callbacks.
         verbose: LlamaIndex's verbose flag.
         open_kwargs: passed to ``SAPIndex.open`` when ``index`` is a path.
 
     Raises:
-        sap_rag.SapRagError: the core's errors (no index at the path, a bad filter value, an empty
-            query), with their messages.
+        sap_rag.SapRagError: the core's errors (no index at the path, a bad filter, an empty
+            query, a bad search option), with their messages.
     """
 
     def __init__(
@@ -68,17 +62,22 @@ class SAPRetriever(BaseRetriever):
         *,
         similarity_top_k: int = DEFAULT_SIMILARITY_TOP_K,
         filters: MetadataFilters | None = None,
+        score: ScoreMode | str = ScoreMode.RELEVANCE,
+        two_stage: bool | str | None = None,
+        prefetch: int | None = None,
+        coarse: int | None = None,
         callback_manager: CallbackManager | None = None,
         verbose: bool = False,
         **open_kwargs: Any,
     ) -> None:
-        self._index = open_index(index, **open_kwargs)
+        self._score = ScoreMode(score)
+        self._index, self._owns_index = open_index(index, **open_kwargs)
         self._similarity_top_k = similarity_top_k
         self._filters = filters
+        self._search_options = {"two_stage": two_stage, "prefetch": prefetch, "coarse": coarse}
         # Translate and check now, so a bad filter fails here rather than at the first query.
         self._index_filter = to_index_filter(filters)
-        if isinstance(self._index_filter, dict):
-            parse_filter(self._index_filter)
+        parse_filter(self._index_filter)
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
     @property
@@ -94,12 +93,35 @@ class SAPRetriever(BaseRetriever):
     def filters(self) -> MetadataFilters | None:
         return self._filters
 
+    def close(self) -> None:
+        """Close the index if this retriever opened it (given as a path); an index object given
+        to it stays open (its owner closes it)."""
+        if self._owns_index:
+            self._index.close()
+
+    def __enter__(self) -> SAPRetriever:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _query(self, query_bundle: QueryBundle) -> Any:
+        if query_bundle.image_path:
+            return load_image(query_bundle.image_path, name=f"query image {query_bundle.image_path}")
+        return query_bundle.query_str
+
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        if self._index_filter is NO_MATCH:
-            logger.debug("filters %s exclude every page", self._filters)
-            return []
-        hits = self._index.search(query_bundle.query_str, k=self._similarity_top_k, filter=self._index_filter)
-        return [hit_to_node(hit) for hit in hits]
+        hits = self._index.search(
+            self._query(query_bundle), k=self._similarity_top_k, filter=self._index_filter, **self._search_options
+        )
+        page_ids: dict[str, list[str]] = {}
+        for hit in hits:
+            if hit.doc_id not in page_ids:
+                try:
+                    page_ids[hit.doc_id] = list(self._index.document(hit.doc_id).page_ids)
+                except DocumentNotFoundError:  # deleted since the search: no neighbours to link
+                    page_ids[hit.doc_id] = []
+        return [hit_to_node(hit, page_ids[hit.doc_id] or None, self._score) for hit in hits]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         # The model and the engine are synchronous: run them off the event loop.
