@@ -20,7 +20,18 @@ from .._fs import allocated_bytes
 from ..errors import BackendError
 from ..filters import FieldMatch
 from ..options import StorageType
-from .base import ANCHORS, POOLED, SUMMARY, Backend, PagePoint, QuerySpec, ScoredPoint, Stage, prefetch_plan
+from .base import (
+    ANCHORS,
+    POOLED,
+    SUMMARY,
+    Backend,
+    PagePoint,
+    QuerySpec,
+    ScoredPoint,
+    Stage,
+    prefetch_plan,
+    record_point,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -233,6 +244,16 @@ class EdgeBackend(Backend):
 
     def bytes_on_disk(self) -> int:
         return allocated_bytes(self.path)
+
+    def retrieve(self, ids: Sequence[int]) -> list[PagePoint]:
+        if not ids:
+            return []
+        try:
+            records = self._shard.retrieve([int(i) for i in ids], True, True)
+        except Exception as exc:
+            raise BackendError(f"Qdrant Edge failed to read {len(ids)} pages back: {exc}") from exc
+        by_id = {int(r.id): record_point(r.id, r.vector or {}, r.payload) for r in records}
+        return [by_id[int(i)] for i in ids if int(i) in by_id]
 
     def close(self) -> None:
         if self._shard is None:

@@ -34,11 +34,18 @@ def create_backend(
     api_key: str | None = None,
     indexing_threshold_kb: int | None = None,
     pooled: bool = True,
+    collection_options: Any = None,
 ) -> Backend:
-    """An embedded Qdrant Edge shard in ``root``, or a new collection on a Qdrant server/client."""
+    """An embedded Qdrant Edge shard in ``root``, or a new collection on a Qdrant server/client.
+
+    ``collection_options``: a :class:`~sap_rag.index.backends.server.CollectionOptions` for a new
+    server collection (shards, replicas, on-disk vectors, payload indexes).
+    """
     if qdrant_url is not None and client is not None:
         raise InvalidInputError("give qdrant_url or client, not both")
     if qdrant_url is None and client is None:
+        if collection_options is not None:
+            raise InvalidInputError("collection_options apply to a Qdrant server collection; give qdrant_url or client")
         from .edge import EdgeBackend
 
         return EdgeBackend.create(
@@ -62,6 +69,7 @@ def create_backend(
             oversampling=oversampling,
             owns_client=owns,
             pooled=pooled,
+            options=collection_options,
         )
     except BaseException:
         if owns:
