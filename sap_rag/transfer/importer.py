@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..index.backends.factory import collection_options
 from ..index.checks import check_doc_id
 from ..index.errors import IndexFormatError
 from ..index.filters import validate_metadata
@@ -107,7 +108,8 @@ def import_index(
         show_progress: a progress bar over pages.
         create_options: where the vectors go, as for :meth:`SAPIndex.create`: ``qdrant_url=``,
             ``client=``, ``collection=``, ``qdrant_api_key=``, ``indexing_threshold_kb=`` (and
-            ``collection_options=`` where ``SAPIndex.create`` takes it). Default: embedded.
+            ``collection_options=``, a ``CollectionOptions`` for a new server collection).
+            Default: embedded.
 
     Raises:
         TransferError: ``source`` is not a readable export, or its content is inconsistent.
@@ -127,19 +129,9 @@ def import_index(
             )
     two = manifest.two_stage
     created_dir = not Path(path).exists()
-    index = SAPIndex.create(
-        path,
-        dim=manifest.dim,
-        storage=manifest.storage,
-        two_stage=two.get("mode", "auto"),
-        two_stage_threshold=int(two.get("threshold", 1)),
-        prefetch=int(two["prefetch"]) if "prefetch" in two else None,
-        coarse=int(two.get("coarse", 1500)),
-        pooled_vectors=manifest.pooled_vectors,
-        oversampling=manifest.oversampling,
-        store_images=manifest.store_images,
-        **create_options,
-    )
+    options = create_options.pop("collection_options", None)
+    with collection_options(options):
+        index = _create(SAPIndex, path, manifest, two, create_options)
     report = ImportReport(path=Path(path))
     try:
         # The source's manifest with the new backend: encoder, pruner, staged-search settings carry over.
@@ -176,6 +168,23 @@ def import_index(
         "imported %d documents (%d pages) into %s in %.1f s", report.documents, report.pages, path, report.seconds
     )
     return report
+
+
+def _create(cls: Any, path: Any, manifest: Manifest, two: dict[str, Any], create_options: dict[str, Any]) -> Any:
+    """A new, empty index with the export's settings."""
+    return cls.create(
+        path,
+        dim=manifest.dim,
+        storage=manifest.storage,
+        two_stage=two.get("mode", "auto"),
+        two_stage_threshold=int(two.get("threshold", 1)),
+        prefetch=int(two["prefetch"]) if "prefetch" in two else None,
+        coarse=int(two.get("coarse", 1500)),
+        pooled_vectors=manifest.pooled_vectors,
+        oversampling=manifest.oversampling,
+        store_images=manifest.store_images,
+        **create_options,
+    )
 
 
 def _discard(index: Any, root: Path, created_dir: bool) -> None:
