@@ -17,7 +17,8 @@ Part 2 (``--big-pages``, default 100,000 pruned pages): exact p50, staged-search
 Part 3 (``--growth``, e.g. ``10000,100000``): one embedded index grown to each size in turn, with
   per step the add throughput (pages/s), the process's peak and anonymous (not file-backed) memory,
   the optimize time, and staged-search p50 and recall@10 against exact at that size: the cost
-  curve as the index grows.
+  curve as the index grows. The peak is reset before each step, so it is that step's own (its
+  adding plus its optimize), not the process's lifetime peak.
 
 Run ``python bench/search.py --pages 500 --big-pages 2000`` for a quick check. Not a test.
 """
@@ -367,6 +368,15 @@ def _memory() -> dict[str, float]:
     return out
 
 
+def _reset_peak() -> None:
+    """Restart the kernel's peak-RSS counter (VmHWM), so each step reports its own peak (Linux)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:  # not Linux, or not allowed: the peak is then the process's lifetime peak
+        pass
+
+
 def part_three(args, corpus: SyntheticCorpus, workdir: Path, rows: list[dict]) -> None:
     """Grow one index through ``args.growth`` sizes; measure adding, memory and search at each."""
     path = workdir / "growth"
@@ -375,6 +385,8 @@ def part_three(args, corpus: SyntheticCorpus, workdir: Path, rows: list[dict]) -
     done = 0
     for size in args.growth:
         _log(f"growing the index to {size} pages")
+        gc.collect()
+        _reset_peak()
         before = _memory()
         started = time.perf_counter()
         for d in range(done, size, per_doc):

@@ -25,7 +25,14 @@ def local_ray():
     import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the fault hooks travel to the workers
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    for attempt in range(6):  # a raylet on a loaded shared machine can miss Ray's fixed 30 s start-up wait
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt == 5:
+                raise
     yield
     ray.shutdown()
 
