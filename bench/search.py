@@ -14,6 +14,12 @@ Part 2 (``--big-pages``, default 100,000 pruned pages): exact p50, staged-search
   of the first stage's pooled probe, and candidates the exact MaxSim stage reranks; the first is
   the index's default).
 
+Part 3 (``--growth``, e.g. ``10000,100000``): one embedded index grown to each size in turn, with
+  per step the add throughput (pages/s), the process's peak and anonymous (not file-backed) memory,
+  the optimize time, and staged-search p50 and recall@10 against exact at that size: the cost
+  curve as the index grows. The peak is reset before each step, so it is that step's own (its
+  adding plus its optimize), not the process's lifetime peak.
+
 Run ``python bench/search.py --pages 500 --big-pages 2000`` for a quick check. Not a test.
 """
 
@@ -351,6 +357,85 @@ def part_two(args, corpus: SyntheticCorpus, workdir: Path, rows: list[dict]) -> 
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _memory() -> dict[str, float]:
+    """Current, peak, anonymous and file-backed resident memory of this process, GB (Linux)."""
+    out = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                out[key] = int(value.split()[0]) / 1e6
+    return out
+
+
+def _reset_peak() -> None:
+    """Restart the kernel's peak-RSS counter (VmHWM), so each step reports its own peak (Linux)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:  # not Linux, or not allowed: the peak is then the process's lifetime peak
+        pass
+
+
+def part_three(args, corpus: SyntheticCorpus, workdir: Path, rows: list[dict]) -> None:
+    """Grow one index through ``args.growth`` sizes; measure adding, memory and search at each."""
+    path = workdir / "growth"
+    index = SAPIndex.create(path, dim=DIM, keep_ratio=KEEP_RATIO)
+    per_doc = corpus.pages_per_doc
+    done = 0
+    for size in args.growth:
+        _log(f"growing the index to {size} pages")
+        gc.collect()
+        _reset_peak()
+        before = _memory()
+        started = time.perf_counter()
+        for d in range(done, size, per_doc):
+            pages = [_pruned(*corpus.page(i, full=False)) for i in range(d, min(d + per_doc, size))]
+            index.add_pages(pages, doc_id=f"doc-{d // per_doc}")
+        add_s = time.perf_counter() - started
+        added = size - done
+        during = _memory()
+        started = time.perf_counter()
+        index.optimize()
+        optimize_s = time.perf_counter() - started
+        after = _memory()
+        done = size
+        rng = np.random.default_rng(3)
+        targets = rng.integers(0, size, args.growth_queries + 1)
+        queries = [corpus.query(int(t), tokens=args.query_tokens) for t in targets]
+        t_exact, r_exact = _time_search(index, queries, two_stage=False)
+        times, res = _time_search(index, queries, two_stage=True)
+        recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(res, r_exact)]))
+        stats = index.stats()
+        rows.append(
+            _row(
+                3,
+                f"{size} pages",
+                times,
+                pages=size,
+                added=added,
+                add_pages_per_s=added / add_s,
+                optimize_s=optimize_s,
+                rss_before_gb=before["VmRSS"],
+                anon_after_add_gb=during["RssAnon"],
+                anon_after_optimize_gb=after["RssAnon"],
+                peak_rss_gb=after["VmHWM"],
+                exact_p50=_percentiles(t_exact)[0],
+                recall10=recall,
+                bytes_per_page=stats.bytes_per_page,
+            )
+        )
+        r = rows[-1]
+        _log(
+            f"  {size} pages: add {r['add_pages_per_s']:.0f} pages/s, optimize {optimize_s:.0f} s, anon "
+            f"{r['anon_after_add_gb']:.2f} GB after add, peak {r['peak_rss_gb']:.2f} GB; staged p50 {r['p50']:.0f} ms "
+            f"(exact {r['exact_p50']:.0f} ms), recall@10 {recall:.3f}"
+        )
+    index.close()
+    if not args.keep:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -402,6 +487,22 @@ def report(rows: list[dict], args) -> str:
                 f"{r['recall10']:.3f} |"
             )
         lines.append("")
+    part3 = [r for r in rows if r["part"] == 3]
+    if part3:
+        lines += [
+            "### Growing one embedded index (SAP-pruned pages)",
+            "",
+            "| pages | added | add pages/s | optimize s | anon GB after add | peak RSS GB | bytes/page | "
+            "staged p50 ms | exact p50 ms | staged recall@10 |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in part3:
+            lines.append(
+                f"| {r['pages']:,} | {r['added']:,} | {r['add_pages_per_s']:.0f} | {r['optimize_s']:.0f} | "
+                f"{r['anon_after_add_gb']:.2f} | {r['peak_rss_gb']:.2f} | {_fmt(r['bytes_per_page'], ',.0f')} | "
+                f"{r['p50']:.0f} | {r['exact_p50']:.0f} | {r['recall10']:.3f} |"
+            )
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -419,6 +520,13 @@ def main(argv: list[str] | None = None) -> None:
         default=[(DEFAULT_COARSE, DEFAULT_PREFETCH), (1000, 100), (2000, 200)],
         help="comma-separated coarse:prefetch settings of staged search (default: %(default)s)",
     )
+    parser.add_argument(
+        "--growth",
+        type=lambda s: [int(x) for x in s.split(",") if x.strip()],
+        default=[],
+        help="part 3: comma-separated index sizes to grow one index through, e.g. 10000,100000 (default: skip)",
+    )
+    parser.add_argument("--growth-queries", type=int, default=20, help="timed queries per size in part 3")
     parser.add_argument("--local-full-pages", type=int, default=1000, help="full pages for local mode (slow)")
     parser.add_argument("--flat", action="store_true", help="pages without document structure (harder prefetch)")
     parser.add_argument("--skip-colpali", action="store_true")
@@ -439,6 +547,8 @@ def main(argv: list[str] | None = None) -> None:
             part_one(args, corpus, workdir, rows)
         if args.big_pages > 0:
             part_two(args, corpus, workdir, rows)
+        if args.growth:
+            part_three(args, corpus, workdir, rows)
     finally:
         if args.out:
             args.out.write_text(

@@ -151,6 +151,18 @@ def prefetch_plan(spec: QuerySpec, pooled: bool) -> list[list[Stage]]:
     return [first, [Stage(POOLED, spec.vectors, depth)]]
 
 
+def record_point(point_id: int, vectors: dict[str, Any], payload: dict[str, Any] | None) -> PagePoint:
+    """A :class:`PagePoint` from an engine record's id, named vectors (nested lists) and payload."""
+    pooled = vectors.get(POOLED)
+    return PagePoint(
+        int(point_id),
+        np.asarray(vectors[ANCHORS], dtype=np.float32).reshape(-1, len(vectors[SUMMARY])),
+        np.asarray(vectors[SUMMARY], dtype=np.float32),
+        dict(payload or {}),
+        None if pooled is None else np.asarray(pooled, dtype=np.float32).reshape(-1, len(vectors[SUMMARY])),
+    )
+
+
 @dataclass(frozen=True)
 class ScoredPoint:
     """A hit from the engine."""
@@ -219,6 +231,11 @@ class Backend(ABC):
     def bytes_on_disk(self) -> int | None:
         """Allocated bytes of the engine's files, or None if they are not local."""
         return None
+
+    def retrieve_points(self, ids: Sequence[int]) -> list[PagePoint]:
+        """The points ``ids`` with their vectors and whole payload, in the order given (missing ids
+        are left out): what an export reads back."""
+        raise BackendError(f"the {self.kind} backend cannot read stored vectors back")
 
     @abstractmethod
     def close(self) -> None:

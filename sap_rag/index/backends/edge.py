@@ -20,7 +20,18 @@ from .._fs import allocated_bytes
 from ..errors import BackendError
 from ..filters import Condition, FieldMatch
 from ..options import StorageType
-from .base import ANCHORS, POOLED, SUMMARY, Backend, PagePoint, QuerySpec, ScoredPoint, Stage, prefetch_plan
+from .base import (
+    ANCHORS,
+    POOLED,
+    SUMMARY,
+    Backend,
+    PagePoint,
+    QuerySpec,
+    ScoredPoint,
+    Stage,
+    prefetch_plan,
+    record_point,
+)
 from .filter_edge import to_edge_filter
 
 logger = logging.getLogger(__name__)
@@ -28,6 +39,14 @@ logger = logging.getLogger(__name__)
 __all__ = ["EdgeBackend"]
 
 SHARD_DIR = "shard"
+
+ON_DISK_VECTORS = False
+"""Default for new shards: keep the anchors and pooled vectors memory-mapped on disk (file-backed
+pages the OS can drop) instead of in the process's own memory; the mean vectors stay in RAM."""
+
+MAX_SEGMENT_KB: int | None = None
+"""Default for new shards: the largest segment ``optimize()`` builds, in KB of vectors (None: the
+engine's default). Bounds the memory a merge needs whatever the index size."""
 
 
 def _qe() -> Any:
@@ -38,7 +57,14 @@ def _qe() -> Any:
     return qdrant_edge
 
 
-def _config(dim: int, storage: StorageType, indexing_threshold_kb: int | None = None, pooled: bool = True) -> Any:
+def _config(
+    dim: int,
+    storage: StorageType,
+    indexing_threshold_kb: int | None = None,
+    pooled: bool = True,
+    on_disk: bool | None = None,
+    max_segment_kb: int | None = None,
+) -> Any:
     qe = _qe()
     datatype = qe.VectorStorageDatatype.Float32 if storage is StorageType.FLOAT32 else qe.VectorStorageDatatype.Float16
     quantization = (
@@ -47,11 +73,15 @@ def _config(dim: int, storage: StorageType, indexing_threshold_kb: int | None = 
         else None
     )
 
+    on_disk = ON_DISK_VECTORS if on_disk is None else on_disk
+    max_segment_kb = MAX_SEGMENT_KB if max_segment_kb is None else max_segment_kb
+
     def maxsim_field(quantization_config: Any = None) -> Any:
         # m=0: no graph. MaxSim search is then an exact scan; a graph over multivectors took
         # minutes to build and lost recall when measured.
         return qe.EdgeVectorParams(
             size=dim,
+            on_disk=True if on_disk else None,
             distance=qe.Distance.Dot,
             multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
             datatype=datatype,
@@ -65,9 +95,12 @@ def _config(dim: int, storage: StorageType, indexing_threshold_kb: int | None = 
     }
     if pooled:
         vectors[POOLED] = maxsim_field()  # a few vectors per page: never quantized
-    optimizers = (
-        qe.EdgeOptimizersConfig(indexing_threshold=int(indexing_threshold_kb)) if indexing_threshold_kb else None
-    )
+    limits = {}
+    if indexing_threshold_kb:
+        limits["indexing_threshold"] = int(indexing_threshold_kb)
+    if max_segment_kb:
+        limits["max_segment_size"] = int(max_segment_kb)
+    optimizers = qe.EdgeOptimizersConfig(**limits) if limits else None
     return qe.EdgeConfig(vectors=vectors, wal_enabled=False, optimizers=optimizers)
 
 
@@ -114,14 +147,18 @@ class EdgeBackend(Backend):
         oversampling: float = 4.0,
         indexing_threshold_kb: int | None = None,
         pooled: bool = True,
+        on_disk_vectors: bool | None = None,
+        max_segment_kb: int | None = None,
     ) -> EdgeBackend:
         """Create the shard. ``indexing_threshold_kb``: segment size from which ``optimize()`` builds the
         mean-vector graph and the int8 copy (None: the engine's default). ``pooled``: give it the
-        pooled-vector field."""
+        pooled-vector field. ``on_disk_vectors``, ``max_segment_kb``: see :data:`ON_DISK_VECTORS`
+        and :data:`MAX_SEGMENT_KB` (the defaults)."""
         qe = _qe()
         path = Path(index_dir) / SHARD_DIR
         try:
-            shard = qe.EdgeShard.create(str(path), _config(dim, storage, indexing_threshold_kb, pooled))
+            config = _config(dim, storage, indexing_threshold_kb, pooled, on_disk_vectors, max_segment_kb)
+            shard = qe.EdgeShard.create(str(path), config)
             shard.update(qe.UpdateOperation.create_field_index("doc_id", qe.PayloadSchemaType.Keyword))
             shard.flush()
         except Exception as exc:
@@ -241,6 +278,16 @@ class EdgeBackend(Backend):
 
     def bytes_on_disk(self) -> int:
         return allocated_bytes(self.path)
+
+    def retrieve_points(self, ids: Sequence[int]) -> list[PagePoint]:
+        if not ids:
+            return []
+        try:
+            records = self._shard.retrieve([int(i) for i in ids], True, True)
+        except Exception as exc:
+            raise BackendError(f"Qdrant Edge failed to read {len(ids)} pages back: {exc}") from exc
+        by_id = {int(r.id): record_point(r.id, r.vector or {}, r.payload) for r in records}
+        return [by_id[int(i)] for i in ids if int(i) in by_id]
 
     def close(self) -> None:
         if self._shard is None:

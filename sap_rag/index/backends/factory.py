@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import re
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,21 @@ from ..manifest import Manifest
 from ..options import StorageType
 from .base import Backend
 
-__all__ = ["create_backend", "default_collection_name", "open_backend"]
+__all__ = ["collection_options", "create_backend", "default_collection_name", "open_backend"]
+
+_COLLECTION_OPTIONS: contextvars.ContextVar[Any] = contextvars.ContextVar("collection_options", default=None)
+
+
+@contextlib.contextmanager
+def collection_options(options: Any) -> Iterator[None]:
+    """Within this block, new server collections are created with ``options`` (a
+    :class:`~sap_rag.index.backends.server.CollectionOptions`): how callers that go through
+    ``SAPIndex.create`` (import, the CLI) pass cluster options to :func:`create_backend`."""
+    token = _COLLECTION_OPTIONS.set(options)
+    try:
+        yield
+    finally:
+        _COLLECTION_OPTIONS.reset(token)
 
 
 def default_collection_name(root: Path) -> str:
@@ -34,11 +51,20 @@ def create_backend(
     api_key: str | None = None,
     indexing_threshold_kb: int | None = None,
     pooled: bool = True,
+    collection_options: Any = None,
 ) -> Backend:
-    """An embedded Qdrant Edge shard in ``root``, or a new collection on a Qdrant server/client."""
+    """An embedded Qdrant Edge shard in ``root``, or a new collection on a Qdrant server/client.
+
+    ``collection_options``: a :class:`~sap_rag.index.backends.server.CollectionOptions` for a new
+    server collection (shards, replicas, on-disk vectors, payload indexes).
+    """
     if qdrant_url is not None and client is not None:
         raise InvalidInputError("give qdrant_url or client, not both")
+    if collection_options is None:
+        collection_options = _COLLECTION_OPTIONS.get()
     if qdrant_url is None and client is None:
+        if collection_options is not None:
+            raise InvalidInputError("collection_options apply to a Qdrant server collection; give qdrant_url or client")
         from .edge import EdgeBackend
 
         return EdgeBackend.create(
@@ -62,6 +88,7 @@ def create_backend(
             oversampling=oversampling,
             owns_client=owns,
             pooled=pooled,
+            options=collection_options,
         )
     except BaseException:
         if owns:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,64 @@ from .._fs import allocated_bytes
 from ..errors import BackendError, IndexExistsError, IndexFormatError
 from ..filters import Condition, FieldMatch
 from ..options import StorageType
-from .base import ANCHORS, POOLED, SUMMARY, Backend, PagePoint, QuerySpec, ScoredPoint, Stage, prefetch_plan
+from .base import (
+    ANCHORS,
+    POOLED,
+    SUMMARY,
+    Backend,
+    PagePoint,
+    QuerySpec,
+    ScoredPoint,
+    Stage,
+    prefetch_plan,
+    record_point,
+)
 from .filter_qdrant import to_qdrant_filter
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["QdrantBackend", "connect"]
+__all__ = ["CollectionOptions", "QdrantBackend", "connect"]
+
+
+@dataclass(frozen=True)
+class CollectionOptions:
+    """How a new collection is laid out on a Qdrant server or cluster (see docs/scale.md).
+
+    Attributes:
+        shard_number: shards the collection is split into (a cluster spreads them over its nodes;
+            fixed at creation). None: the server's default (1 per node in a cluster).
+        replication_factor: copies of each shard (cluster only; a single node keeps 1).
+        write_consistency_factor: replicas that must acknowledge a write before it returns.
+        on_disk_vectors: keep the anchors and pooled vectors memory-mapped on disk instead of in
+            RAM (the mean vectors stay in RAM for the graph). None: the server's default (RAM).
+        on_disk_payload: keep payloads on disk (they hold page positions and text).
+        payload_indexes: extra payload keys to index for filters, ``{"metadata.source": "keyword"}``;
+            the schema is a ``qdrant_client.models.PayloadSchemaType`` value (keyword, integer,
+            float, bool, text, datetime, uuid). ``doc_id`` is always indexed.
+    """
+
+    shard_number: int | None = None
+    replication_factor: int | None = None
+    write_consistency_factor: int | None = None
+    on_disk_vectors: bool | None = None
+    on_disk_payload: bool | None = None
+    payload_indexes: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("shard_number", "replication_factor", "write_consistency_factor"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise InvalidInputError(f"{name} must be an integer >= 1, got {value!r}")
+        for key, schema in self.payload_indexes.items():
+            if not isinstance(key, str) or not key or key == "doc_id":
+                raise InvalidInputError(f"payload index keys must be non-empty strings other than doc_id, got {key!r}")
+            if schema not in _SCHEMAS:
+                raise InvalidInputError(
+                    f"payload index {key!r}: unknown schema {schema!r}; use one of {', '.join(sorted(_SCHEMAS))}"
+                )
+
+
+_SCHEMAS = {"keyword", "integer", "float", "bool", "text", "datetime", "uuid"}
 
 
 def _models() -> Any:
@@ -117,8 +170,10 @@ class QdrantBackend(Backend):
         oversampling: float = 4.0,
         owns_client: bool = False,
         pooled: bool = True,
+        options: CollectionOptions | None = None,
     ) -> QdrantBackend:
         m = _models()
+        options = options or CollectionOptions()
         if client.collection_exists(collection):
             raise IndexExistsError(
                 f"the Qdrant collection {collection!r} already exists; open its index with SAPIndex.open, "
@@ -139,6 +194,7 @@ class QdrantBackend(Backend):
                 datatype=datatype,
                 hnsw_config=m.HnswConfigDiff(m=0),
                 quantization_config=quantization_config,
+                on_disk=options.on_disk_vectors,
             )
 
         vectors = {
@@ -157,10 +213,19 @@ class QdrantBackend(Backend):
             pooled=pooled,
         )
         try:
-            client.create_collection(collection, vectors_config=vectors)
+            client.create_collection(
+                collection,
+                vectors_config=vectors,
+                shard_number=options.shard_number,
+                replication_factor=options.replication_factor,
+                write_consistency_factor=options.write_consistency_factor,
+                on_disk_payload=options.on_disk_payload,
+            )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # local mode warns that payload indexes do nothing there
                 client.create_payload_index(collection, "doc_id", m.PayloadSchemaType.KEYWORD)
+                for key, schema in options.payload_indexes.items():
+                    client.create_payload_index(collection, key, m.PayloadSchemaType(schema))
         except Exception as exc:
             raise BackendError(f"Qdrant could not create the collection {collection!r}: {exc}") from exc
         return backend
@@ -302,6 +367,16 @@ class QdrantBackend(Backend):
                 yield int(record.id), dict(record.payload or {})
             if offset is None:
                 return
+
+    def retrieve_points(self, ids: Sequence[int]) -> list[PagePoint]:
+        if not ids:
+            return []
+        try:
+            records = self.client.retrieve(self.collection, [int(i) for i in ids], with_payload=True, with_vectors=True)
+        except Exception as exc:
+            raise BackendError(f"Qdrant failed to read {len(ids)} pages back: {exc}") from exc
+        by_id = {int(r.id): record_point(r.id, r.vector or {}, r.payload) for r in records}
+        return [by_id[int(i)] for i in ids if int(i) in by_id]
 
     def bytes_on_disk(self) -> int | None:
         path = (getattr(self.client, "init_options", None) or {}).get("path")
