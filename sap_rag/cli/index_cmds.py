@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError, SapRagError
+from . import scale_cmds
 from ._common import DEFAULT_MODEL, MAX_K, TINY_NOTE, dpi, positive_int, query, ratio, verbose_parent
 
 DOCUMENTS_HINT = "list document ids with 'sap-rag info --index DIR --documents'"
@@ -56,6 +57,7 @@ examples:
     p.add_argument("--dpi", type=dpi, default=144, help="PDF rendering resolution (default 144)")
     p.add_argument("--batch-size", type=positive_int("--batch-size"), default=4, help="pages per forward pass")
     p.add_argument("--device", help="cuda, cpu, ... (default: cuda if available)")
+    scale_cmds.add_ray_arguments(p)
     p.set_defaults(func=run_index)
 
     p = subparsers.add_parser(
@@ -224,8 +226,9 @@ def _add(args: argparse.Namespace, include: Any, *, new: bool) -> int:
     if spec.startswith("tiny:"):
         print(TINY_NOTE)
     with index:
-        report = index.add_documents(
-            args.paths,
+        report = scale_cmds.add_documents(
+            index,
+            args,
             include=include,
             skip_errors=args.skip_errors,
             dpi=args.dpi,

@@ -39,9 +39,12 @@ def render_pages(row: dict[str, Any], *, dpi: int, password: str | None) -> list
     (the same file, the same content-addressed name, as the single-process path).
     """
     from ..ingest.documents import load_document
+    from ..ingest.text import is_pdf, pdf_page_texts
 
     document = load_document(row["path"], doc_id=row["doc_id"], dpi=dpi, password=password)
-    if document.num_pages != row["num_pages"]:
+    # The text layer, read here as the single-process path reads it, so both store the same page text.
+    texts = pdf_page_texts(row["path"], password=password) if is_pdf(row["path"]) else [None] * document.num_pages
+    if document.num_pages != row["num_pages"] or len(texts) != document.num_pages:
         from ..errors import UnreadableInputError
 
         raise UnreadableInputError(f"{row['path']} changed while it was being indexed; run the command again")
@@ -56,6 +59,7 @@ def render_pages(row: dict[str, Any], *, dpi: int, password: str | None) -> list
                 "page_number": number,
                 "num_pages": document.num_pages,
                 "png": buffer.getvalue(),
+                "text": texts[number - 1],
             }
         )
     return rows

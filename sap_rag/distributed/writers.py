@@ -92,7 +92,8 @@ class DriverWriter(Writer):
         method = self.index.manifest.pruner.get("name", "sap")
         pages = [_pruned(row, method) for row in rows]
         images = [bytes(row["png"]) for row in rows] if self.index.manifest.store_images else None
-        return self.index.add_pages(pages, doc_id=doc_id, metadata=metadata, images=images)
+        texts = [row.get("text") for row in rows]
+        return self.index.add_pages(pages, doc_id=doc_id, metadata=metadata, images=images, texts=texts)
 
 
 def image_name(png: bytes) -> str:
@@ -107,19 +108,27 @@ def page_point(row: dict[str, Any], *, dim: int, storage: str, pooled: int, stor
     from ..index.backends.base import PagePoint
     from ..index.options import StorageType
     from ..index.registry import point_ids
+    from ..index.state import label_name
     from ..index.vectors import as_matrix, page_pooled, page_summary, to_storage
+    from ..ingest.text import clean_text
+    from ..pipeline.texts import page_label
 
     kind = StorageType(storage)
     gen, number = int(row["gen"]), int(row["page_number"])
     where = f"page {number} of {row['doc_id']!r}"
     anchors = to_storage(as_matrix(np.asarray(row["anchors"], dtype=np.float32), dim, where), kind)
     positions = np.asarray(row["positions"], dtype=np.float32).reshape(-1).tolist()
+    metadata = json.loads(row["metadata"])  # JSON in the row: Arrow would merge dicts' keys
+    text = row.get("text")
+    # As the single-process path: the cleaned text layer, else a label naming the file and page.
+    text = (clean_text(text) if text else "") or page_label(number, label_name(str(row["doc_id"]), metadata))
     payload = {
         "doc_id": str(row["doc_id"]),
         "page_number": number,
         "gen": gen,
         "image": image_name(bytes(row["png"])) if store_images else None,
-        "metadata": json.loads(row["metadata"]),  # JSON in the row: Arrow would merge dicts' keys
+        "metadata": metadata,
+        "text": text,
         "num_tokens": int(row["num_tokens"]),
         "positions": [round(float(x), 2) for x in positions],
     }
