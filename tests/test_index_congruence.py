@@ -77,18 +77,20 @@ def test_edge_and_qdrant_local_agree(tmp_path, storage):
 
 
 def test_qdrant_local_path_index_reopens(tmp_path):
-    """An index on a (local-mode) Qdrant reopens from its manifest, and its collection name is kept."""
+    """An index on a (local-mode) Qdrant reopens with the caller's client, and its collection name is kept."""
     corpus = random_corpus(seed=21, dim=DIM, docs=4)
     query = _queries(22)[0]
-    with SAPIndex.create(
-        tmp_path / "idx", dim=DIM, client=qdrant_client.QdrantClient(path=str(tmp_path / "q"))
-    ) as index:
+    client = qdrant_client.QdrantClient(path=str(tmp_path / "q"))
+    with SAPIndex.create(tmp_path / "idx", dim=DIM, client=client) as index:
         for doc_id, pages in corpus.items():
             index.add_pages(pages, doc_id)
         before = index.search(query, k=4)
         backend = dict(index.manifest.backend)
     assert backend["kind"] == "qdrant" and backend["path"].endswith("q") and "api_key" not in backend
-    with SAPIndex.open(tmp_path / "idx") as index:  # reconnects to the recorded local path
+    client.close()  # one client per local-mode folder at a time
+    # A manifest-named local-mode folder is never opened on its own (qdrant-client unpickles its
+    # files): the caller hands in its client for the recorded path.
+    with SAPIndex.open(tmp_path / "idx", client=qdrant_client.QdrantClient(path=backend["path"])) as index:
         after = index.search(query, k=4)
         assert hit_keys(after) == hit_keys(before)
         assert [h.score for h in after] == pytest.approx([h.score for h in before], abs=1e-6)

@@ -17,14 +17,30 @@ qdrant_client = pytest.importorskip("qdrant_client")
 DIM = 16
 
 
+_CLIENTS: dict = {}  # tmp_path -> the test's local-mode client (one per folder at a time)
+
+
+def _client(tmp_path):
+    """A fresh local-mode client on ``tmp_path / "q"``, closing the one before (it holds the folder's lock)."""
+    old = _CLIENTS.pop(tmp_path, None)
+    if old is not None:
+        old.close()
+    _CLIENTS[tmp_path] = qdrant_client.QdrantClient(path=str(tmp_path / "q"))
+    return _CLIENTS[tmp_path]
+
+
 def _create(tmp_path, backend: str, name: str = "idx") -> SAPIndex:
     if backend == "edge":
         return SAPIndex.create(tmp_path / name, dim=DIM)
-    return SAPIndex.create(tmp_path / name, dim=DIM, client=qdrant_client.QdrantClient(path=str(tmp_path / "q")))
+    return SAPIndex.create(tmp_path / name, dim=DIM, client=_client(tmp_path))
 
 
 def _reopen(tmp_path, backend: str, name: str = "idx") -> SAPIndex:
-    return SAPIndex.open(tmp_path / name)
+    # A manifest-named local-mode folder is never opened on its own (qdrant-client unpickles its
+    # files): the caller hands in its client.
+    if backend == "edge":
+        return SAPIndex.open(tmp_path / name)
+    return SAPIndex.open(tmp_path / name, client=_client(tmp_path))
 
 
 def test_page_ids_round_trip_and_refuse_what_is_not_one():

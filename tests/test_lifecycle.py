@@ -220,10 +220,15 @@ def test_create_refuses_a_lock_file_link_too(tmp_path):
 
 
 def test_qdrant_local_mode_readers_get_a_clear_refusal(tmp_path):
+    """A local-mode folder is opened only through the caller's client (qdrant-client allows one per
+    folder, and unpickles what it finds there): a read-only open by path alone is refused clearly."""
     qdrant_client = pytest.importorskip("qdrant_client")
+    from sap_rag.errors import InvalidInputError
+
     path = tmp_path / "idx"
-    SAPIndex.create(path, dim=DIM, client=qdrant_client.QdrantClient(path=str(tmp_path / "q"))).close()
-    with SAPIndex.open(path, read_only=True) as first:
-        assert len(first) == 0
-        with pytest.raises(IndexLockedError, match="local mode"):
-            SAPIndex.open(path, read_only=True)
+    client = qdrant_client.QdrantClient(path=str(tmp_path / "q"))
+    SAPIndex.create(path, dim=DIM, client=client).close()
+    with pytest.raises(InvalidInputError, match=r"client=QdrantClient\(path=\.\.\.\)"):
+        SAPIndex.open(path, read_only=True)
+    with SAPIndex.open(path, read_only=True, client=client) as first:
+        assert len(first) == 0 and first.read_only

@@ -46,12 +46,13 @@ def test_export_then_import_to_local_mode_and_embedded(tmp_path, capsys):
 
     client = QdrantClient(path=str(tmp_path / "q"))
     assert client.get_collection("moved").config.params.vectors["anchors"].on_disk is True  # the option arrived
-    client.close()
     for name in ("local", "edge"):
-        with SAPIndex.open(tmp_path / name) as index:
+        # A manifest-named local-mode folder is opened only through the caller's client.
+        with SAPIndex.open(tmp_path / name, client=client if name == "local" else None) as index:
             hits = [(h.doc_id, h.page_number, h.score) for h in index.search(query, k=5)]
             assert [h[:2] for h in hits] == [e[:2] for e in expected]
             assert np.allclose([h[2] for h in hits], [e[2] for e in expected], atol=1e-5)
+    client.close()
 
 
 def test_collection_options_need_a_server_and_valid_values(tmp_path):

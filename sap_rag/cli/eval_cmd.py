@@ -20,7 +20,17 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["add_eval_parser", "build_parser", "eval_main", "run"]
 
-PRUNER_NAMES = ("sap", "sap_max", "final_layer", "random", "cluster", "hierarchical", "eos_adaptive", "spare")
+PRUNER_NAMES = (
+    "sap",
+    "sap_max",
+    "final_layer",
+    "random",
+    "cluster",
+    "hierarchical",
+    "eos_adaptive",
+    "spare",
+    "spare_lasttoken",
+)
 """The registered pruners (``sap_rag.pruning.registry.PRUNERS``), without importing torch to list them."""
 
 DESCRIPTION = """\

@@ -13,7 +13,7 @@ from ..errors import InvalidInputError
 from .backends.base import Backend
 from .backends.factory import create_backend, open_backend
 from .checks import check_encoder, check_pruner, positive_int, resolve_dim, resolve_pruner
-from .errors import IndexExistsError, IndexFormatError, IndexLockedError, IndexReadOnlyError
+from .errors import IndexExistsError, IndexFormatError, IndexReadOnlyError
 from .images import ImageStore
 from .lock import LOCK_NAME, IndexLock
 from .manifest import MANIFEST_NAME, Manifest
@@ -162,7 +162,7 @@ def open_parts(
     registry: Registry | None = None
     try:
         with lock.engine_section():
-            backend = _open_backend(root, manifest, client, qdrant_api_key, bool(read_only))
+            backend = open_backend(root, manifest, client, qdrant_api_key)
         if not (root / REGISTRY_NAME).is_file():
             raise IndexFormatError(f"{root} has no {REGISTRY_NAME}; the index is incomplete or damaged")
         registry = Registry(root / REGISTRY_NAME, read_only=bool(read_only))
@@ -201,20 +201,6 @@ def release(store: PageStore, lock: IndexLock) -> None:
         logger.exception("closing the index at %s", lock.path.parent)
     finally:
         lock.release()
-
-
-def _open_backend(root: Path, manifest: Manifest, client: Any, api_key: str | None, read_only: bool) -> Backend:
-    """:func:`open_backend`, with what refuses a second local-mode client said in our words."""
-    try:
-        return open_backend(root, manifest, client, api_key)
-    except RuntimeError as exc:
-        if "already accessed by another instance" not in str(exc):
-            raise
-        raise IndexLockedError(
-            f"the index at {root} keeps its vectors in qdrant-client local mode ({manifest.backend.get('path')}), "
-            "which only one process can open at a time, also for reading. Close the other one first; for many "
-            "searching processes, create the index with Qdrant Edge (the default) or on a Qdrant server"
-        ) from exc
 
 
 def _remove_partial(root: Path, created_dir: bool) -> None:
