@@ -102,6 +102,8 @@ def test_index_search_info_show_delete_end_to_end(corpus, tmp_path, capsys):
     capsys.readouterr()
     with Image.open(overlay) as png, Image.open(report["image_path"]) as page:
         assert png.size == page.size  # the page's own size
+        caption = png.text["Caption"]  # document, page and keep ratio in the caption
+        assert "report.pdf" in caption and "page 2" in caption and "0.2" in caption
     page_two = run_json(
         capsys,
         [

@@ -407,6 +407,10 @@ def run_show(args: argparse.Namespace) -> int:
         encoder = load_encoder(spec, device=args.device, window=window)
         (page,) = encoder.encode_pages([image])
         pruned = index.pruner.prune(page)
-    path = save_anchor_overlay(args.out, image, page, pruned)
+        keep_ratio = index.manifest.keep_ratio
+    name = document.metadata.get("filename") if isinstance(document.metadata.get("filename"), str) else args.doc
+    path = save_anchor_overlay(
+        args.out, image, page, pruned, document=name, page_number=args.page, keep_ratio=keep_ratio
+    )
     print(f"wrote {path} ({image.size[0]}x{image.size[1]}, {pruned.num_kept} of {page.num_tokens} patches kept)")
     return 0
