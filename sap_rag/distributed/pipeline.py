@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError, MissingDependencyError, UnreadableInputError
-from ..index.documents import AddReport
+from ..index.documents import AddReport, drop_older_versions, finish_report
 from ..index.filters import validate_metadata
 from ..ingest.documents import DEFAULT_INCLUDE, IngestError, discover
 from ..ingest.pdf import DEFAULT_DPI
@@ -157,26 +157,11 @@ def index_with_ray(
                 report.unchanged.append(doc_id)
             first.add(doc_id)
             source = os.fspath(Path(path).resolve())
-            for old_id in index.documents(source=source):
-                if old_id != doc_id:
-                    index.delete(old_id)
-                    report.replaced.append(old_id)
+            drop_older_versions(index, source, doc_id, report)
     finally:
         if own_ray:
             rayl.shutdown()
-    if report.added:
-        index.optimize()
-    report.seconds = time.perf_counter() - started
-    logger.info(
-        "added %d documents (%d pages) on Ray, %d unchanged, %d replaced, %d skipped in %.1f s",
-        len(report.added),
-        report.pages,
-        len(report.unchanged),
-        len(report.replaced),
-        len(report.skipped),
-        report.seconds,
-    )
-    return report
+    return finish_report(index, report, started, " on Ray")
 
 
 def _probe(

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AddReport", "add_documents"]
+__all__ = ["AddReport", "add_documents", "drop_older_versions", "finish_report"]
 
 
 @dataclass
@@ -150,17 +150,28 @@ def add_documents(
                 report.added.append(info)
                 bar.update(document.num_pages)
             # The file's older versions go once its current version is committed.
-            for old_id in index.documents(source=source):
-                if old_id != doc_id:
-                    index.delete(old_id)
-                    report.replaced.append(old_id)
+            drop_older_versions(index, source, doc_id, report)
+    return finish_report(index, report, started)
+
+
+def drop_older_versions(index: SAPIndex, source: str, doc_id: str, report: AddReport) -> None:
+    """Delete the documents of file ``source`` other than ``doc_id`` (its older versions), noting them."""
+    for old_id in index.documents(source=source):
+        if old_id != doc_id:
+            index.delete(old_id)
+            report.replaced.append(old_id)
+
+
+def finish_report(index: SAPIndex, report: AddReport, started: float, how: str = "") -> AddReport:
+    """Optimize after adds, time the run and log its summary (``how``: e.g. " on Ray")."""
     if report.added:
         index.optimize()
     report.seconds = time.perf_counter() - started
     logger.info(
-        "added %d documents (%d pages), %d unchanged, %d replaced, %d skipped in %.1f s",
+        "added %d documents (%d pages)%s, %d unchanged, %d replaced, %d skipped in %.1f s",
         len(report.added),
         report.pages,
+        how,
         len(report.unchanged),
         len(report.replaced),
         len(report.skipped),
