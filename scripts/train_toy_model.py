@@ -33,6 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pages-per-seed", type=int, default=defaults.pages_per_seed)
     parser.add_argument("--heldout-pages", type=int, default=defaults.heldout_pages)
     parser.add_argument("--eval-every", type=int, help="also evaluate every N steps")
+    parser.add_argument("--vision-width", type=int, default=defaults.shape.vision_width)
+    parser.add_argument("--vision-layers", type=int, default=defaults.shape.vision_layers)
+    parser.add_argument(
+        "--smooth-max-steps", type=int, help="train with the hard max (what search uses) after this many steps"
+    )
+    parser.add_argument("--cover-steps", type=int, default=defaults.cover_steps, help="title-only curriculum length")
+    parser.add_argument(
+        "--same-pages", action="store_true", help="reuse the same training pages every epoch (default: new ones)"
+    )
     parser.add_argument("--threads", type=int, default=defaults.threads)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--tiny", action="store_true", help="a very small model and page set (tests)")
@@ -49,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     shape = (
         ModelShape(layers=2, hidden=32, intermediate=64, vision_width=16, vision_layers=1)
         if args.tiny
-        else defaults.shape
+        else dataclasses.replace(defaults.shape, vision_width=args.vision_width, vision_layers=args.vision_layers)
     )
     config = dataclasses.replace(
         defaults,
@@ -64,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         eval_every_steps=args.eval_every,
         threads=args.threads,
         seed=args.seed,
+        smooth_max_steps=args.smooth_max_steps,
+        cover_steps=args.cover_steps,
+        fresh_pages=not args.same_pages,
     )
     curve_dir = args.curve_dir or args.out
     curve_dir.mkdir(parents=True, exist_ok=True)

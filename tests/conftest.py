@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -10,6 +13,31 @@ from sap_rag.encoders import tiny_families
 
 # Families with a tiny builder; tests parametrised over families use this list.
 TINY_FAMILIES = tiny_families()
+
+
+TOY_CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "sap-rag-toy-colqwen2"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory) -> Path:
+    """The library's user cache (compiled query encoders) is a temporary folder, never ``~/.cache``;
+    subprocesses inherit it through the environment."""
+    folder = tmp_path_factory.mktemp("sap-rag-cache")
+    old = os.environ.get("SAP_RAG_CACHE_DIR")
+    os.environ["SAP_RAG_CACHE_DIR"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("SAP_RAG_CACHE_DIR", None)
+    else:
+        os.environ["SAP_RAG_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def toy_encoder():
+    """The committed toy checkpoint, loaded once per session through ``load_encoder``."""
+    from sap_rag import load_encoder
+
+    return load_encoder(TOY_CHECKPOINT, device="cpu")
 
 
 class EncoderCache:

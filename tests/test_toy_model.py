@@ -19,13 +19,6 @@ PROVISIONAL = bool(SCORES["provisional"])
 
 
 @pytest.fixture(scope="module")
-def toy_encoder():
-    from sap_rag import load_encoder
-
-    return load_encoder(CHECKPOINT, device="cpu")
-
-
-@pytest.fixture(scope="module")
 def subset(toy_encoder):
     """The fixed held-out subset: pages of a seed never trained on, encoded once, and their questions."""
     from sap_rag.train.pages import make_pages

@@ -161,15 +161,25 @@ def _recorded_model(path: Path, manifest: Any, model: str | None = None) -> tupl
     return spec, recorded.get("window")
 
 
-def _open(path: Path, device: str | None = None, model: str | None = None, *, read_only: bool = False):
+def _open(
+    path: Path, device: str | None = None, model: str | None = None, *, read_only: bool = False, queries: bool = False
+):
     """Open the index at ``path`` with its own encoder (on ``device``); refuse a different ``model``.
 
-    ``read_only``: a shared open, so several searching processes can use the index at once."""
+    ``read_only``: a shared open, so several searching processes can use the index at once.
+    ``queries``: only query strings will be encoded: a small model's cached compiled query side
+    will do (see :mod:`sap_rag.encoders.compiled`), which starts without transformers."""
     spec, window = _recorded_model(path, _manifest(path), model)
-    from ..encoders.loading import load_encoder
     from ..index import SAPIndex
 
-    encoder = load_encoder(spec, device=device, window=window)
+    if queries:
+        from ..encoders.compiled import load_query_encoder
+
+        encoder: Any = load_query_encoder(spec, device=device, window=window)
+    else:
+        from ..encoders.loading import load_encoder
+
+        encoder = load_encoder(spec, device=device, window=window)
     return SAPIndex.open(path, encoder=encoder, read_only=read_only), spec
 
 
@@ -235,6 +245,10 @@ def _add(args: argparse.Namespace, include: Any, *, new: bool) -> int:
             batch_size=args.batch_size,
             show_progress=True,
         )
+    if report.added and index.encoder is not None:
+        from ..encoders.compiled import remember_queries
+
+        remember_queries(index.encoder)  # so that the first search starts fast too
     if report.skipped:
         print(f"skipped {len(report.skipped)} unreadable files:", file=sys.stderr)
         for error in report.skipped:
@@ -289,7 +303,7 @@ def _parse_filters(items: list[str]) -> dict[str, Any] | None:
 
 def run_search(args: argparse.Namespace) -> int:
     filters = _parse_filters(args.filter)  # checked before the model loads
-    index, spec = _open(args.index, args.device, read_only=True)
+    index, spec = _open(args.index, args.device, read_only=True, queries=True)
     with index:
         hits = index.search(args.query, k=args.k, filter=filters)
     if args.json:

@@ -253,17 +253,9 @@ class PageEncoder:
         self, queries: Sequence[str], *, batch_size: int | None = None, show_progress: bool = False
     ) -> list[torch.Tensor]:
         """Encode query strings to ``(n_tokens, dim)`` float32 tensors (padding removed)."""
-        if isinstance(queries, str) or not isinstance(queries, Sequence):
-            raise InvalidInputError(
-                f"encode_queries takes a list of strings, got {type(queries).__name__}; wrap one query in a list"
-            )
-        if len(queries) == 0:
-            raise InvalidInputError("encode_queries got an empty list; pass at least one query")
-        for i, query in enumerate(queries):
-            if not isinstance(query, str):
-                raise InvalidInputError(f"query #{i} is a {type(query).__name__}, not a string")
-            if not query.strip():
-                raise InvalidInputError(f"query #{i} is empty; a query needs some text to search with")
+        from .compiled import check_query_strings
+
+        check_query_strings(queries)
         size = batch_size or max(self.batch_size, 16)
         out: list[torch.Tensor] = []
         from ..progress import progress
