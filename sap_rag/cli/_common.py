@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidInputError, SapRagError
 
 DEFAULT_MODEL = "tiny:colqwen2"
 """The ``--model`` default of every subcommand (index, calibrate, eval): change it here only."""
 
 TINY_NOTE = "note: a tiny random-weight model; results show that the plumbing works, not retrieval quality"
+DOCUMENTS_HINT = "list document ids with 'sap-rag info --index DIR --documents'"
 MAX_K = 10_000
 MAX_DPI = 1200  # as sap_rag.ingest.pdf.MAX_DPI (not imported: that module pulls in PIL)
 
@@ -74,3 +80,40 @@ def query(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("the query is empty; give some words to search for")
     return text
+
+
+def read_manifest(path: Path):
+    """The index's manifest; a missing index is answered with the command that makes one.
+
+    Whether there is a manifest at all is checked before importing the index package (numpy,
+    the engines' wrappers), so that a wrong ``--index`` is answered at once.
+    """
+    missing = f"no sap-rag index at {path}; make one with: sap-rag index FILES_OR_FOLDERS... --index {path}"
+    if not os.path.lexists(path / "manifest.json"):  # sap_rag.index.manifest.MANIFEST_NAME
+        raise SapRagError(missing)
+    from ..index.errors import IndexNotFoundError
+    from ..index.manifest import Manifest
+
+    try:
+        return Manifest.read(path)
+    except IndexNotFoundError as exc:
+        raise IndexNotFoundError(missing) from exc
+
+
+def recorded_model(path: Path, manifest: Any, model: str | None = None) -> tuple[str, Any]:
+    """``(spec, window)`` of the index's encoder; refuse a different ``model``."""
+    recorded = manifest.encoder
+    if recorded is None:
+        raise InvalidInputError(f"the index at {path} has no encoder (it holds precomputed pages only)")
+    spec = recorded["spec"]
+    if model is not None and model != spec:
+        raise InvalidInputError(
+            f"the index at {path} was built with --model {spec}, not {model}; "
+            "leave --model out to use the index's model, or choose another --index"
+        )
+    return spec, recorded.get("window")
+
+
+def per_page(bytes_per_page: float | None) -> str:
+    """Bytes per page as both the index summary and ``info`` print it."""
+    return f"{bytes_per_page:,.0f}" if bytes_per_page else "n/a"

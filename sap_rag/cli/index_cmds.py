@@ -1,4 +1,5 @@
-"""``sap-rag index | search | info | delete | show``: an index of PDFs and images from the command line.
+"""``sap-rag index | search``: build an index of PDFs and images and search it from the command line
+(``info``, ``delete`` and ``show`` are in :mod:`.inspect_cmds`).
 
 Every argument that can be checked without a model is checked first (at parsing, then against the
 index's manifest), so a mistake is answered at once and a failed first ``index`` run leaves no
@@ -9,17 +10,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInputError, SapRagError
+from ..errors import InvalidInputError
 from . import scale_cmds
-from ._common import DEFAULT_MODEL, MAX_K, TINY_NOTE, dpi, positive_int, query, ratio, verbose_parent
-
-DOCUMENTS_HINT = "list document ids with 'sap-rag info --index DIR --documents'"
+from ._common import (
+    DEFAULT_MODEL,
+    MAX_K,
+    TINY_NOTE,
+    dpi,
+    per_page,
+    positive_int,
+    query,
+    ratio,
+    read_manifest,
+    recorded_model,
+    verbose_parent,
+)
 
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
@@ -78,47 +88,6 @@ examples:
     p.add_argument("--device", help="cuda, cpu, ...")
     p.set_defaults(func=run_search)
 
-    p = subparsers.add_parser(
-        "info",
-        help="describe an index (and list its documents)",
-        description="Model, family, window, keep ratio, pages, documents and size on disk of an index.",
-        epilog="examples:\n  sap-rag info --index ./idx\n  sap-rag info --index ./idx --documents",
-        formatter_class=_formatter,
-        parents=common,
-    )
-    p.add_argument("--index", required=True, type=Path, help="index directory")
-    p.add_argument("--documents", action="store_true", help="also list every document: id, pages, file name")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=run_info)
-
-    p = subparsers.add_parser(
-        "delete",
-        help="remove a document from an index",
-        description=f"Remove every page of a document; {DOCUMENTS_HINT}.",
-        epilog="examples:\n  sap-rag info --index ./idx --documents        # the ids\n"
-        "  sap-rag delete 2cf24dba5fb0a30e26e83b2a --index ./idx",
-        formatter_class=_formatter,
-        parents=common,
-    )
-    p.add_argument("doc_id", help="the document id (see 'sap-rag info --index DIR --documents')")
-    p.add_argument("--index", required=True, type=Path, help="index directory")
-    p.set_defaults(func=run_delete)
-
-    p = subparsers.add_parser(
-        "show",
-        help="draw a page with its kept anchors",
-        description="Draw a stored page with a heatmap of its SAP scores and its kept anchors outlined.",
-        epilog="example:\n  sap-rag show --index ./idx --doc 2cf24dba5fb0a30e26e83b2a --page 1 --out overlay.png",
-        formatter_class=_formatter,
-        parents=common,
-    )
-    p.add_argument("--index", required=True, type=Path, help="index directory")
-    p.add_argument("--doc", required=True, help=f"document id ({DOCUMENTS_HINT})")
-    p.add_argument("--page", type=positive_int("--page"), default=1, help="1-based page number (default 1)")
-    p.add_argument("--out", required=True, type=Path, help="PNG to write")
-    p.add_argument("--device", help="cuda, cpu, ...")
-    p.set_defaults(func=run_show)
-
 
 def _window(value: str | None) -> Any:
     if value is None or value.endswith(".json"):
@@ -129,38 +98,6 @@ def _window(value: str | None) -> Any:
         raise InvalidInputError(f"--window takes a calibration .json or layers like 11,12,13, got {value!r}") from None
 
 
-def _manifest(path: Path):
-    """The index's manifest; a missing index is answered with the command that makes one.
-
-    Whether there is a manifest at all is checked before importing the index package (numpy,
-    the engines' wrappers), so that a wrong ``--index`` is answered at once.
-    """
-    missing = f"no sap-rag index at {path}; make one with: sap-rag index FILES_OR_FOLDERS... --index {path}"
-    if not os.path.lexists(path / "manifest.json"):  # sap_rag.index.manifest.MANIFEST_NAME
-        raise SapRagError(missing)
-    from ..index.errors import IndexNotFoundError
-    from ..index.manifest import Manifest
-
-    try:
-        return Manifest.read(path)
-    except IndexNotFoundError as exc:
-        raise IndexNotFoundError(missing) from exc
-
-
-def _recorded_model(path: Path, manifest: Any, model: str | None = None) -> tuple[str, Any]:
-    """``(spec, window)`` of the index's encoder; refuse a different ``model``."""
-    recorded = manifest.encoder
-    if recorded is None:
-        raise InvalidInputError(f"the index at {path} has no encoder (it holds precomputed pages only)")
-    spec = recorded["spec"]
-    if model is not None and model != spec:
-        raise InvalidInputError(
-            f"the index at {path} was built with --model {spec}, not {model}; "
-            "leave --model out to use the index's model, or choose another --index"
-        )
-    return spec, recorded.get("window")
-
-
 def _open(
     path: Path, device: str | None = None, model: str | None = None, *, read_only: bool = False, queries: bool = False
 ):
@@ -169,7 +106,7 @@ def _open(
     ``read_only``: a shared open, so several searching processes can use the index at once.
     ``queries``: only query strings will be encoded: a small model's cached compiled query side
     will do (see :mod:`sap_rag.encoders.compiled`), which starts without transformers."""
-    spec, window = _recorded_model(path, _manifest(path), model)
+    spec, window = recorded_model(path, read_manifest(path), model)
     from ..index import SAPIndex
 
     if queries:
@@ -181,11 +118,6 @@ def _open(
 
         encoder = load_encoder(spec, device=device, window=window)
     return SAPIndex.open(path, encoder=encoder, read_only=read_only), spec
-
-
-def _per_page(bytes_per_page: float | None) -> str:
-    """Bytes per page as both the index summary and ``info`` print it."""
-    return f"{bytes_per_page:,.0f}" if bytes_per_page else "n/a"
 
 
 def _remove_new_index(path: Path, existed: bool) -> None:
@@ -271,7 +203,7 @@ def _add(args: argparse.Namespace, include: Any, *, new: bool) -> int:
         print(f"vectors kept: {report.vectors} ({report.vectors / pages:.1f} per page)")
     print(
         f"index: {stats.documents} documents, {stats.pages} pages, "
-        f"{_per_page(stats.bytes_per_page)} bytes per page on disk"
+        f"{per_page(stats.bytes_per_page)} bytes per page on disk"
     )
     return 0
 
@@ -329,102 +261,4 @@ def run_search(args: argparse.Namespace) -> int:
     for rank, hit in enumerate(hits, 1):
         name = hit.metadata.get("filename", "")
         print(f"{rank:>4}  {hit.score:8.3f}  {hit.page_number:>4}  {hit.doc_id[:24]:24}  {name}")
-    return 0
-
-
-def run_info(args: argparse.Namespace) -> int:
-    from ..index import SAPIndex
-
-    _manifest(args.index)
-    with SAPIndex.open(args.index, read_only=True) as index:  # the encoder loads only if needed: not here
-        stats = index.stats()
-        manifest = index.manifest
-        documents = [index.document(doc_id) for doc_id in index.documents()]
-    encoder = manifest.encoder or {}
-    info = {
-        "index": os.path.abspath(args.index),
-        "model": encoder.get("spec"),
-        "family": encoder.get("family"),
-        "window": encoder.get("window"),
-        "keep_ratio": stats.keep_ratio,
-        "pruner": manifest.pruner.get("name"),
-        "storage": stats.storage,
-        "backend": stats.backend,
-        "documents": stats.documents,
-        "pages": stats.pages,
-        "vectors": stats.vectors,
-        "vectors_per_page": round(stats.vectors_per_page, 2),
-        "bytes_on_disk": stats.bytes_on_disk,
-        "bytes_per_page": round(stats.bytes_per_page) if stats.bytes_per_page else None,
-        "image_bytes": stats.image_bytes,
-        "document_ids": [d.doc_id for d in documents],
-    }
-    if args.json:
-        if args.documents:
-            info["document_list"] = [
-                {"doc_id": d.doc_id, "pages": d.num_pages, "filename": d.metadata.get("filename")} for d in documents
-            ]
-        print(json.dumps(info, indent=2))
-        return 0
-    shown = {
-        **info,
-        "model": info["model"] or "none (precomputed pages)",
-        "family": info["family"] or "n/a",
-        "window": ",".join(map(str, info["window"])) if info["window"] else "n/a",
-        "keep_ratio": "n/a" if info["keep_ratio"] is None else info["keep_ratio"],
-        "vectors_per_page": info["vectors_per_page"] if stats.pages else "n/a",
-        "bytes_on_disk": "n/a" if info["bytes_on_disk"] is None else f"{info['bytes_on_disk']:,}",
-        "bytes_per_page": _per_page(stats.bytes_per_page),
-        "image_bytes": f"{info['image_bytes']:,}",
-    }
-    for key, value in shown.items():
-        if key != "document_ids":
-            print(f"{key:>17}: {'n/a' if value is None else value}")
-    if args.documents:
-        print()
-        if not documents:
-            print("no documents")
-        for d in documents:
-            print(f"{d.doc_id}  {d.num_pages:>4} pages  {d.metadata.get('filename', '')}")
-    return 0
-
-
-def run_delete(args: argparse.Namespace) -> int:
-    from ..index import SAPIndex
-    from ..index.errors import DocumentNotFoundError
-
-    _manifest(args.index)
-    with SAPIndex.open(args.index) as index:
-        try:
-            pages = index.delete(args.doc_id)
-        except DocumentNotFoundError as exc:
-            raise DocumentNotFoundError(f"{exc}; {DOCUMENTS_HINT.replace('DIR', str(args.index))}") from exc
-    print(f"deleted {args.doc_id}: {pages} pages")
-    return 0
-
-
-def run_show(args: argparse.Namespace) -> int:
-    from ..encoders.loading import load_encoder
-    from ..index import SAPIndex
-    from ..ingest.images import load_image
-    from ..viz import save_anchor_overlay
-
-    spec, window = _recorded_model(args.index, _manifest(args.index))
-    with SAPIndex.open(args.index, read_only=True) as index:  # page checked before the model loads
-        document = index.document(args.doc)
-        if args.page > document.num_pages:
-            raise InvalidInputError(f"document {args.doc} has pages 1..{document.num_pages}, not {args.page}")
-        image_path = document.image_paths[args.page - 1]
-        if image_path is None:
-            raise InvalidInputError(f"the index keeps no image of page {args.page} of {args.doc}")
-        image = load_image(image_path)
-        encoder = load_encoder(spec, device=args.device, window=window)
-        (page,) = encoder.encode_pages([image])
-        pruned = index.pruner.prune(page)
-        keep_ratio = index.manifest.keep_ratio
-    name = document.metadata.get("filename") if isinstance(document.metadata.get("filename"), str) else args.doc
-    path = save_anchor_overlay(
-        args.out, image, page, pruned, document=name, page_number=args.page, keep_ratio=keep_ratio
-    )
-    print(f"wrote {path} ({image.size[0]}x{image.size[1]}, {pruned.num_kept} of {page.num_tokens} patches kept)")
     return 0

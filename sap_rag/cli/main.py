@@ -28,9 +28,15 @@ Run 'sap-rag COMMAND --help' for each command's options and examples."""
 
 
 def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from . import calibrate_cmd, eval_cmd, index_cmds, scale_cmds
+    from . import calibrate_cmd, eval_cmd, index_cmds, inspect_cmds, scale_cmds
 
-    return [index_cmds.register, calibrate_cmd.register, eval_cmd.add_eval_parser, scale_cmds.register]
+    return [
+        index_cmds.register,
+        inspect_cmds.register,
+        calibrate_cmd.register,
+        eval_cmd.add_eval_parser,
+        scale_cmds.register,
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,6 +37,7 @@ __all__ = ["MAX_RESTARTS", "RayOptions", "index_with_ray"]
 
 MAX_RESTARTS = 3
 """Restarts of a dead encoder actor (and retries of its batch) before the job fails."""
+MIN_RENDER_CPUS = 0.5  # the smallest CPU reservation of a render task (and of an encoder actor)
 
 
 @dataclass
@@ -207,9 +208,10 @@ def _pages(
             raise InvalidInputError("this index has no encoder; give RayOptions(encoder=...) to encode pages")
         device = options.device or ("cuda" if options.gpus_per_worker else "cpu")
         load = encoder_loader(spec["spec"], spec.get("window"), device, size)
+    actor_cpus, render_cpus = cpu_plan(rayl.cluster_resources().get("CPU", 0.0), options, writer.stage_cpus(options))
     ds = (
         rayl.data.from_items(pending)
-        .flat_map(render_pages, fn_kwargs={"dpi": dpi, "password": password})
+        .flat_map(render_pages, fn_kwargs={"dpi": dpi, "password": password}, num_cpus=render_cpus)
         .map_batches(
             EncodeActor,
             fn_constructor_kwargs={"load": load, "pruner": index.pruner, "batch_size": size, "fault": options.fault},
@@ -217,7 +219,7 @@ def _pages(
             batch_format="numpy",
             compute=rayl.data.ActorPoolStrategy(size=options.workers),
             num_gpus=options.gpus_per_worker,
-            num_cpus=options.cpus_per_worker,
+            num_cpus=actor_cpus,
             # A dead actor is restarted and its batch retried, a bounded number of times (Ray
             # Data's default is forever); an exception raised by the model is not retried.
             ray_remote_args_fn=_retries,
@@ -225,6 +227,42 @@ def _pages(
     )
     ds = writer.stage(ds, options)
     yield from ds.iter_rows()
+
+
+def cpu_plan(total: float, options: RayOptions, reserved: float = 0.0) -> tuple[float, float]:
+    """``(CPUs per encoder actor, CPUs per render task)`` on a cluster of ``total`` CPUs.
+
+    The actors live for the whole job, so if they held every CPU no render task could ever run
+    and the job would wait forever (Ray's CPUs are reservations). Render tasks get a whole CPU when
+    one is left over, else what is left; when nothing is, the actors give up a share of theirs
+    (``reserved``: CPUs the writer's stage holds).
+
+    >>> cpu_plan(8, RayOptions(workers=2))
+    (1.0, 1.0)
+    >>> cpu_plan(2, RayOptions(workers=1))
+    (1.0, 1.0)
+    >>> cpu_plan(2, RayOptions(workers=2))
+    (0.75, 0.5)
+    """
+    actors = options.workers * options.cpus_per_worker
+    spare = total - actors - reserved
+    if spare >= MIN_RENDER_CPUS:
+        return options.cpus_per_worker, min(1.0, spare)
+    per_actor = (total - reserved - MIN_RENDER_CPUS) / options.workers
+    if per_actor < MIN_RENDER_CPUS:
+        raise InvalidInputError(
+            f"the Ray cluster has {total:g} CPUs, too few for {options.workers} encoder workers plus page "
+            "rendering; use fewer workers or a larger cluster"
+        )
+    logger.warning(
+        "%d workers x %g CPUs would leave none of the cluster's %g CPUs for rendering pages; each worker "
+        "reserves %.2f CPUs instead",
+        options.workers,
+        options.cpus_per_worker,
+        total,
+        per_actor,
+    )
+    return per_actor, MIN_RENDER_CPUS
 
 
 def _retries() -> dict[str, int]:

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+UPSERT_CPUS = 0.5  # Ray CPUs of one parallel upsert actor (it waits on the server most of the time)
+
 __all__ = ["DriverWriter", "ParallelWriter", "UpsertTask", "Writer", "choose_writer", "page_point"]
 
 
@@ -41,6 +43,10 @@ class Writer(ABC):
     def stage(self, ds: Any, options: Any) -> Any:
         """The dataset with this writer's worker-side stage (none by default)."""
         return ds
+
+    def stage_cpus(self, options: Any) -> float:
+        """Ray CPUs the worker-side stage holds while the job runs."""
+        return 0.0
 
     def prepare(self, pending: list[dict[str, Any]], metadata: dict[str, dict[str, Any]]) -> None:
         """Called with the documents to write before the job starts."""
@@ -214,6 +220,9 @@ class ParallelWriter(Writer):
             row["metadata"] = json.dumps(metadata[row["doc_id"]])
         self.metadata = metadata
 
+    def stage_cpus(self, options: Any) -> float:
+        return UPSERT_CPUS * options.workers
+
     def stage(self, ds: Any, options: Any) -> Any:
         backend = self.index.backend
         spec = self.index.manifest.backend
@@ -227,7 +236,7 @@ class ParallelWriter(Writer):
             },
             batch_format="numpy",
             compute=_actor_pool(options.workers),
-            num_cpus=0.5,
+            num_cpus=UPSERT_CPUS,
             ray_remote_args_fn=_retries,
         )
 

@@ -126,41 +126,17 @@ def build_toy_colqwen2(shape: ModelShape, seed: int) -> tuple[nn.Module, object]
     """``(ColQwen2 model in train mode, ColQwen2Processor)`` of ``shape``, deterministic per ``seed``."""
     cem = import_colpali_engine()  # first: it repairs a broken torchvision import the processors need
     from transformers import Qwen2VLConfig
-    from transformers.models.qwen2_vl import Qwen2VLImageProcessor
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    from ..encoders.families.qwen import qwen_image_processor, qwen_text_config
 
     tokenizer = word_tokenizer()
     get = tokenizer.convert_tokens_to_ids
     eos = get("<|endoftext|>")
-    unit = 28
-    image_processor = Qwen2VLImageProcessor(
-        min_pixels=4 * unit * unit,
-        max_pixels=shape.max_visual_tokens * unit * unit,
-        patch_size=14,
-        merge_size=2,
-        temporal_patch_size=2,
-        image_mean=[shape.pixel_mean] * 3,
-        image_std=[shape.pixel_std] * 3,
+    image_processor = qwen_image_processor(
+        shape.max_visual_tokens, 14, image_mean=[shape.pixel_mean] * 3, image_std=[shape.pixel_std] * 3
     )
-    head_dim = shape.hidden // shape.heads
-    half = head_dim // 2
-    text = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=shape.hidden,
-        intermediate_size=shape.intermediate,
-        num_hidden_layers=shape.layers,
-        num_attention_heads=shape.heads,
-        num_key_value_heads=shape.kv_heads,
-        max_position_embeddings=4096,
-        rope_parameters={
-            "rope_type": "default",
-            "mrope_section": [half - 2 * (half // 3), half // 3, half // 3],
-            "rope_theta": 10000.0,
-        },
-        bos_token_id=eos,
-        eos_token_id=eos,
-        pad_token_id=eos,
-    )
+    text = qwen_text_config(len(tokenizer), shape, eos)
     vision = dict(
         depth=shape.vision_layers,
         num_heads=shape.vision_heads,

@@ -57,35 +57,34 @@ def _ids(tokenizer) -> dict[str, int]:
     }
 
 
-def _build(family: str, size, seed: int):
+def qwen_image_processor(max_visual_tokens: int, patch: int = 14, **normalisation: Any) -> Any:
+    """A Qwen2-VL image processor whose pages get at most ``max_visual_tokens`` LLM tokens
+    (one per ``2 patch x 2 patch`` pixels); ``normalisation``: ``image_mean``/``image_std``."""
     from transformers.models.qwen2_vl import Qwen2VLImageProcessor
 
-    from ..tiny import init_weights, train_tokenizer
-
-    cem = import_colpali_engine()
-    tokenizer = train_tokenizer(SPECIALS, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
-    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    head_dim = size.hidden // size.heads
-    qwen3 = family in ("colqwen3", "colqwen3_5")
-    patch = 16 if qwen3 else 14
-    unit = 2 * patch  # one LLM token per (2 patch) x (2 patch) pixels
-    image_processor = Qwen2VLImageProcessor(
+    unit = 2 * patch
+    return Qwen2VLImageProcessor(
         min_pixels=4 * unit * unit,
-        max_pixels=size.max_visual_tokens * unit * unit,
+        max_pixels=max_visual_tokens * unit * unit,
         patch_size=patch,
         merge_size=2,
         temporal_patch_size=2,
-        **({"image_mean": [0.5] * 3, "image_std": [0.5] * 3} if qwen3 else {}),
+        **normalisation,
     )
+
+
+def qwen_text_config(vocab_size: int, shape: Any, eos: int) -> dict[str, Any]:
+    """The text part of a small Qwen2-VL config: ``shape`` has ``hidden``, ``intermediate``,
+    ``layers``, ``heads`` and ``kv_heads``; ``eos`` is also the BOS and padding token."""
     # mrope splits head_dim/2 rotary frequencies over (time, height, width).
-    half = head_dim // 2
-    text = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=size.hidden,
-        intermediate_size=size.intermediate,
-        num_hidden_layers=size.layers,
-        num_attention_heads=size.heads,
-        num_key_value_heads=size.kv_heads,
+    half = shape.hidden // shape.heads // 2
+    return dict(
+        vocab_size=vocab_size,
+        hidden_size=shape.hidden,
+        intermediate_size=shape.intermediate,
+        num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads,
+        num_key_value_heads=shape.kv_heads,
         max_position_embeddings=4096,
         rope_parameters={
             "rope_type": "default",
@@ -96,6 +95,22 @@ def _build(family: str, size, seed: int):
         eos_token_id=eos,
         pad_token_id=eos,
     )
+
+
+def _build(family: str, size, seed: int):
+    from ..tiny import init_weights, train_tokenizer
+
+    cem = import_colpali_engine()
+    tokenizer = train_tokenizer(SPECIALS, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    head_dim = size.hidden // size.heads
+    qwen3 = family in ("colqwen3", "colqwen3_5")
+    patch = 16 if qwen3 else 14
+    unit = 2 * patch  # one LLM token per (2 patch) x (2 patch) pixels
+    image_processor = qwen_image_processor(
+        size.max_visual_tokens, patch, **({"image_mean": [0.5] * 3, "image_std": [0.5] * 3} if qwen3 else {})
+    )
+    text = qwen_text_config(len(tokenizer), size, eos)
     vision = dict(depth=size.vision_layers, num_heads=2, patch_size=patch, spatial_merge_size=2, temporal_patch_size=2)
     vision["in_channels"] = 3
     if family == "colqwen2":
