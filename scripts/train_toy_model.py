@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--same-pages", action="store_true", help="reuse the same training pages every epoch (default: new ones)"
     )
+    parser.add_argument("--init-from", help="start from this saved checkpoint's weights (same shape)")
+    parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
     parser.add_argument("--threads", type=int, default=defaults.threads)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--tiny", action="store_true", help="a very small model and page set (tests)")
@@ -76,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         smooth_max_steps=args.smooth_max_steps,
         cover_steps=args.cover_steps,
         fresh_pages=not args.same_pages,
+        init_from=args.init_from,
+        warmup_steps=args.warmup_steps,
     )
     curve_dir = args.curve_dir or args.out
     curve_dir.mkdir(parents=True, exist_ok=True)

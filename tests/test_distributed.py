@@ -22,7 +22,7 @@ DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 
 @pytest.fixture(scope="module")
 def local_ray():
-    import cloudpickle
+    from ray import cloudpickle  # Ray's own copy: the standalone cloudpickle's registry is not the one Ray uses
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the fault hooks travel to the workers
     for attempt in range(6):  # a raylet on a loaded shared machine can miss Ray's fixed 30 s start-up wait
@@ -126,7 +126,9 @@ def test_a_failed_job_leaves_whole_documents_and_a_rerun_finishes(local_ray, tmp
         with pytest.raises(Exception, match="simulated model failure"):
             index_with_ray(index, [files], ray=RayOptions(workers=1, fault=FailAt()), batch_size=2)
         partial = _snapshot(index)
-        assert 0 < len(partial["docs"]) < len(expected["docs"])
+        # How many documents were committed before the failure depends on how Ray Data bundled the
+        # pages into tasks (a task's outputs reach the driver when it ends), so it may be none.
+        assert len(partial["docs"]) < len(expected["docs"])
         assert index.check().ok  # every committed document has all its pages, no stray points
         by_id = {doc[0]: doc for doc in expected["docs"]}
         assert all(doc == by_id[doc[0]] for doc in partial["docs"])  # same gens: committed in input order

@@ -23,6 +23,11 @@ MAX_K = 10_000
 MAX_DPI = 1200  # as sap_rag.ingest.pdf.MAX_DPI (not imported: that module pulls in PIL)
 
 
+def help_formatter(prog: str) -> argparse.HelpFormatter:
+    """Subcommand help: examples kept as written, option help from column 32."""
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
 def verbose_parent() -> argparse.ArgumentParser:
     """A parent parser giving a subcommand ``-v/--verbose`` that does not reset the top-level one."""
     parent = argparse.ArgumentParser(add_help=False)

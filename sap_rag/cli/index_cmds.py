@@ -22,6 +22,7 @@ from ._common import (
     MAX_K,
     TINY_NOTE,
     dpi,
+    help_formatter,
     per_page,
     positive_int,
     query,
@@ -30,10 +31,6 @@ from ._common import (
     recorded_model,
     verbose_parent,
 )
-
-
-def _formatter(prog: str) -> argparse.HelpFormatter:
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,7 +49,7 @@ examples:
   sap-rag index examples/data --index ./idx                       # default model: {DEFAULT_MODEL}
   sap-rag index reports/ scans/page1.png --index ./idx --model vidore/colqwen2-v1.0
   sap-rag index reports/ --index ./idx --include '*.pdf' --skip-errors""",
-        formatter_class=_formatter,
+        formatter_class=help_formatter,
         parents=common,
     )
     p.add_argument("paths", nargs="+", type=Path, help="files and/or folders (searched recursively)")
@@ -77,7 +74,7 @@ examples:
         epilog="""examples:
   sap-rag search "revenue by region in 2023" --index ./idx
   sap-rag search "energy use" --index ./idx -k 3 --filter filename=energy_outlook.pdf --json""",
-        formatter_class=_formatter,
+        formatter_class=help_formatter,
         parents=common,
     )
     p.add_argument("query", type=query, help="the question or keywords")

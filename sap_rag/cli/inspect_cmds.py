@@ -8,11 +8,15 @@ import os
 from pathlib import Path
 
 from ..errors import InvalidInputError
-from ._common import DOCUMENTS_HINT, per_page, positive_int, read_manifest, recorded_model, verbose_parent
-
-
-def _formatter(prog: str) -> argparse.HelpFormatter:
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+from ._common import (
+    DOCUMENTS_HINT,
+    help_formatter,
+    per_page,
+    positive_int,
+    read_manifest,
+    recorded_model,
+    verbose_parent,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="describe an index (and list its documents)",
         description="Model, family, window, keep ratio, pages, documents and size on disk of an index.",
         epilog="examples:\n  sap-rag info --index ./idx\n  sap-rag info --index ./idx --documents",
-        formatter_class=_formatter,
+        formatter_class=help_formatter,
         parents=common,
     )
     p.add_argument("--index", required=True, type=Path, help="index directory")
@@ -36,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=f"Remove every page of a document; {DOCUMENTS_HINT}.",
         epilog="examples:\n  sap-rag info --index ./idx --documents        # the ids\n"
         "  sap-rag delete 2cf24dba5fb0a30e26e83b2a --index ./idx",
-        formatter_class=_formatter,
+        formatter_class=help_formatter,
         parents=common,
     )
     p.add_argument("doc_id", help="the document id (see 'sap-rag info --index DIR --documents')")
@@ -48,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="draw a page with its kept anchors",
         description="Draw a stored page with a heatmap of its SAP scores and its kept anchors outlined.",
         epilog="example:\n  sap-rag show --index ./idx --doc 2cf24dba5fb0a30e26e83b2a --page 1 --out overlay.png",
-        formatter_class=_formatter,
+        formatter_class=help_formatter,
         parents=common,
     )
     p.add_argument("--index", required=True, type=Path, help="index directory")

@@ -52,6 +52,8 @@ class TrainConfig:
     # Render new training corpora every epoch (seeds move on by len(train_seeds)): a model that sees
     # each page once cannot learn a page by its table values or layout, only by what its title says.
     fresh_pages: bool = True
+    # Start from these weights (a checkpoint this script saved, same shape) instead of the scaled init.
+    init_from: str | None = None
     max_steps: int | None = None  # stop early (tests, probes)
     eval_every_steps: int | None = None  # besides the end of every epoch
 
@@ -145,6 +147,10 @@ def train(
     torch.set_num_threads(config.threads)
     _seed_everything(config.seed)
     model, processor = build_toy_colqwen2(config.shape, config.seed)
+    if config.init_from:
+        start = type(model).from_pretrained(config.init_from, dtype=torch.float32)
+        model.load_state_dict(start.state_dict())  # same class and shape: the same keys
+        logger.info("starting from the weights in %s", config.init_from)
     fast_patch_embed(model)
     image_token_id = int(model.config.image_token_id)
     train_set = render_pages(
