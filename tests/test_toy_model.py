@@ -86,18 +86,36 @@ def test_demo_questions_are_the_demo_scripts_questions():
         assert f'"{question}"' in script
 
 
-@pytest.mark.xfail(
-    PROVISIONAL,
-    raises=AssertionError,
-    strict=True,
-    reason="the provisional toy checkpoint ranks near chance (see its README.md)",
-)
-def test_demo_first_hit_is_the_answering_page(toy_encoder, tmp_path):
-    """The demo's index (sample PDFs, default keep ratio) answers every demo question with the right page first."""
+DEMO = SCORES["demo"]  # {"questions", "first_hits", "keep_ratio", ...}: measured on the sample PDFs
+
+
+@pytest.fixture(scope="module")
+def demo_first_hits(toy_encoder, tmp_path_factory) -> dict[str, bool]:
+    """Per demo question: is the first hit of the demo index (sample PDFs, default keep ratio) its answering page?"""
     from sap_rag import SAPIndex
 
-    with SAPIndex.create(tmp_path / "index", encoder=toy_encoder) as index:
+    with SAPIndex.create(tmp_path_factory.mktemp("demo") / "index", encoder=toy_encoder) as index:
+        assert index.manifest.keep_ratio == DEMO["keep_ratio"]
         index.add_documents(ROOT / "examples" / "data")
+        out = {}
         for question, (filename, page_number) in DEMO_QUESTIONS.items():
             [hit] = index.search(question, k=1)
-            assert (hit.metadata["filename"], hit.page_number) == (filename, page_number), question
+            out[question] = (hit.metadata["filename"], hit.page_number) == (filename, page_number)
+    return out
+
+
+def test_demo_first_hits_hold_the_recorded_count(demo_first_hits):
+    """A change that breaks encoding, pruning or search loses demo answers: at least the recorded number stay right."""
+    assert len(demo_first_hits) == DEMO["questions"]
+    assert sum(demo_first_hits.values()) >= DEMO["first_hits"], demo_first_hits
+
+
+@pytest.mark.xfail(
+    DEMO["first_hits"] < DEMO["questions"],
+    raises=AssertionError,
+    strict=True,
+    reason="the toy model answers 4 of the 6 demo questions with the right page first (see docs/toy-model.md)",
+)
+def test_demo_first_hit_is_the_answering_page(demo_first_hits):
+    """The demo's index answers every demo question with the right page first."""
+    assert all(demo_first_hits.values()), [q for q, ok in demo_first_hits.items() if not ok]
