@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,10 +22,16 @@ DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 
 
 @pytest.fixture(scope="module")
-def local_ray():
+def _by_value():
     from ray import cloudpickle  # Ray's own copy: the standalone cloudpickle's registry is not the one Ray uses
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the fault hooks travel to the workers
+
+
+@pytest.fixture
+def local_ray(_by_value):
+    """A fresh 2-CPU Ray per test: a test's leftover actors (a killed and restarted one, a failed
+    pool) cannot hold the CPUs the next test's tasks wait for."""
     for attempt in range(6):  # a raylet on a loaded shared machine can miss Ray's fixed 30 s start-up wait
         try:
             ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -62,6 +69,14 @@ def _single(tmp_path, encoder, paths, **kwargs) -> dict:
         report = index.add_documents(paths, batch_size=2, **kwargs)
         assert report.pages > 0
         return _snapshot(index)
+
+
+def _cpus_free_within(seconds: float) -> float:
+    """The cluster's free CPUs once all are free, or when ``seconds`` have passed (a kill is asynchronous)."""
+    deadline = time.monotonic() + seconds
+    while (free := ray.available_resources().get("CPU", 0.0)) < 2.0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return free
 
 
 class KillOnce:
@@ -125,6 +140,8 @@ def test_a_failed_job_leaves_whole_documents_and_a_rerun_finishes(local_ray, tmp
     with SAPIndex.create(tmp_path / "ray", encoder=tiny_encoder) as index:
         with pytest.raises(Exception, match="simulated model failure"):
             index_with_ray(index, [files], ray=RayOptions(workers=1, fault=FailAt()), batch_size=2)
+        # the failed job stopped its actors (the exception pytest keeps still holds Ray Data's executor)
+        assert _cpus_free_within(20.0) == 2.0
         partial = _snapshot(index)
         # How many documents were committed before the failure depends on how Ray Data bundled the
         # pages into tasks (a task's outputs reach the driver when it ends), so it may be none.

@@ -25,6 +25,7 @@ from ..index.filters import validate_metadata
 from ..ingest.documents import DEFAULT_INCLUDE, IngestError, discover
 from ..ingest.pdf import DEFAULT_DPI
 from ..progress import progress
+from .actors import MAX_RESTARTS, JobActors
 from .tasks import EncodeActor, encoder_loader, probe_file, render_pages
 from .writers import Writer, choose_writer
 
@@ -35,8 +36,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["MAX_RESTARTS", "RayOptions", "index_with_ray"]
 
-MAX_RESTARTS = 3
-"""Restarts of a dead encoder actor (and retries of its batch) before the job fails."""
 MIN_RENDER_CPUS = 0.5  # the smallest CPU reservation of a render task (and of an encoder actor)
 
 
@@ -143,8 +142,9 @@ def index_with_ray(
         with progress(total=total, desc="indexing", unit="page", enabled=show_progress) as bar:
             if pending:
                 writer.prepare(pending, metadata_of)
+                actors = JobActors()
                 try:
-                    pages = _pages(rayl, index, pending, options, dpi, password, batch_size, writer)
+                    pages = _pages(rayl, index, pending, options, dpi, password, batch_size, writer, actors)
                     for doc_id, rows in _regroup(pages):
                         report.added.append(writer.commit(doc_id, rows, metadata_of[doc_id]))
                         committed.add(doc_id)
@@ -152,6 +152,8 @@ def index_with_ray(
                 except BaseException:
                     writer.abort()
                     raise
+                finally:
+                    actors.stop(rayl)
         first: set[str] = set()
         for path, doc_id, _ in readable:
             if doc_id not in committed or doc_id in first:
@@ -195,6 +197,7 @@ def _pages(
     password: str | None,
     batch_size: int | None,
     writer: Writer,
+    actors: JobActors,
 ) -> Iterator[dict[str, Any]]:
     """Pass 2 on Ray: rendered, encoded and pruned pages, in input order (documents contiguous)."""
     context = rayl.data.DataContext.get_current()
@@ -222,10 +225,10 @@ def _pages(
             num_cpus=actor_cpus,
             # A dead actor is restarted and its batch retried, a bounded number of times (Ray
             # Data's default is forever); an exception raised by the model is not retried.
-            ray_remote_args_fn=_retries,
+            ray_remote_args_fn=actors.remote_args,
         )
     )
-    ds = writer.stage(ds, options)
+    ds = writer.stage(ds, options, actors)
     yield from ds.iter_rows()
 
 
@@ -263,10 +266,6 @@ def cpu_plan(total: float, options: RayOptions, reserved: float = 0.0) -> tuple[
         per_actor,
     )
     return per_actor, MIN_RENDER_CPUS
-
-
-def _retries() -> dict[str, int]:
-    return {"max_restarts": MAX_RESTARTS, "max_task_retries": MAX_RESTARTS}
 
 
 def _regroup(pages: Iterator[dict[str, Any]]) -> Iterator[tuple[str, list[dict[str, Any]]]]:

@@ -26,6 +26,7 @@ from ..errors import InvalidInputError
 if TYPE_CHECKING:
     from ..index.index import SAPIndex
     from ..index.results import DocumentInfo
+    from .actors import JobActors
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +41,8 @@ class Writer(ABC):
     def __init__(self, index: SAPIndex) -> None:
         self.index = index
 
-    def stage(self, ds: Any, options: Any) -> Any:
-        """The dataset with this writer's worker-side stage (none by default)."""
+    def stage(self, ds: Any, options: Any, actors: JobActors) -> Any:
+        """The dataset with this writer's worker-side stage (none by default); ``actors`` names its actors."""
         return ds
 
     def stage_cpus(self, options: Any) -> float:
@@ -223,7 +224,7 @@ class ParallelWriter(Writer):
     def stage_cpus(self, options: Any) -> float:
         return UPSERT_CPUS * options.workers
 
-    def stage(self, ds: Any, options: Any) -> Any:
+    def stage(self, ds: Any, options: Any, actors: JobActors) -> Any:
         backend = self.index.backend
         spec = self.index.manifest.backend
         url = spec.get("url") or f"http://{spec['host']}:{spec.get('port', 6333)}"
@@ -237,7 +238,7 @@ class ParallelWriter(Writer):
             batch_format="numpy",
             compute=_actor_pool(options.workers),
             num_cpus=UPSERT_CPUS,
-            ray_remote_args_fn=_retries,
+            ray_remote_args_fn=actors.remote_args,
         )
 
     def commit(self, doc_id: str, rows: list[dict[str, Any]], metadata: dict[str, Any]) -> DocumentInfo:
@@ -276,10 +277,6 @@ class ParallelWriter(Writer):
         with self.index._mutex:
             store.recover()
         self.gens.clear()
-
-
-def _retries() -> dict[str, int]:
-    return {"max_restarts": 3, "max_task_retries": 3}
 
 
 def _actor_pool(size: int) -> Any:
