@@ -44,6 +44,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--init-from", help="start from this saved checkpoint's weights (same shape)")
     parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
+    parser.add_argument(
+        "--first-train-seed", type=int, default=defaults.train_seeds[0], help="seed of the first training corpus"
+    )
+    parser.add_argument(
+        "--company-batches",
+        type=float,
+        default=defaults.company_batches,
+        help="probability that a corpus's batches in an epoch are cut company by company (hard negatives)",
+    )
+    parser.add_argument(
+        "--resample",
+        default="",
+        help="comma-separated scales: draw training pages at one of them and shrink them to the page size",
+    )
     parser.add_argument("--threads", type=int, default=defaults.threads)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--tiny", action="store_true", help="a very small model and page set (tests)")
@@ -69,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         max_steps=args.max_steps,
         batch_size=args.batch_size,
         lr=args.lr,
-        train_seeds=tuple(defaults.train_seeds[0] + i for i in range(args.train_seeds)),
+        train_seeds=tuple(args.first_train_seed + i for i in range(args.train_seeds)),
+        resample=tuple(int(k) for k in args.resample.split(",") if k.strip()),
+        company_batches=args.company_batches,
         pages_per_seed=args.pages_per_seed,
         heldout_pages=args.heldout_pages,
         eval_every_steps=args.eval_every,

@@ -72,6 +72,41 @@ def test_patchify_equals_the_image_processor():
     assert float((reference["pixel_values"] - fast["pixel_values"]).abs().max()) < 1e-5
 
 
+def test_resampled_pages_pass_through_the_pdf_path_and_are_reproducible():
+    from sap_rag.train.data import render_pages, resampled
+    from sap_rag.train.pages import make_pages
+    from sap_rag.train.render import render_report_page
+
+    page = make_pages(1, seed=3)[0]
+    direct = np.asarray(render_report_page(page, (252, 364)))
+    assert (np.asarray(resampled(page, (252, 364), 1, 1)) == direct).all()
+    shrunk = np.asarray(resampled(page, (252, 364), 2, 2))
+    assert shrunk.shape == direct.shape
+    # the same page, read through a resize: close to the direct drawing, not equal to it
+    difference = np.abs(shrunk.astype(int) - direct.astype(int))
+    assert difference.max() > 0 and difference.mean() < 20
+    first = render_pages([3, 4], 4, (252, 364), show_progress=False, resample=(1, 2, 4))
+    again = render_pages([3, 4], 4, (252, 364), show_progress=False, resample=(1, 2, 4))
+    plain = render_pages([3, 4], 4, (252, 364), show_progress=False)
+    assert (first.images == again.images).all() and first.pages == plain.pages
+    assert (first.images != plain.images).any()
+
+
+def test_company_batches_hold_three_whole_companies():
+    """A company-cut batch of 24 is 3 companies x 8 metrics: every query's same-company pages are its negatives."""
+    from sap_rag.train.loop import _by_company
+    from sap_rag.train.pages import make_pages
+
+    pages = make_pages(160, seed=1)
+    members = np.arange(160)
+    order = _by_company(members, pages, np.random.default_rng(0))
+    assert sorted(order.tolist()) == members.tolist()
+    for start in range(0, 160 - 23, 24):
+        batch = [pages[i] for i in order[start : start + 24]]
+        assert len({p.company for p in batch}) == 3
+    assert not (_by_company(members, pages, np.random.default_rng(1)) == order).all()  # shuffled per call
+
+
 def test_training_script_runs_end_to_end(tmp_path):
     """A few steps of the real script (tiny shape, few pages): checkpoint, curve files and picture appear."""
     out = tmp_path / "ckpt"
@@ -93,6 +128,10 @@ def test_training_script_runs_end_to_end(tmp_path):
             "--heldout-pages",
             "6",
             "--threads",
+            "1",
+            "--resample",
+            "1,2",
+            "--company-batches",
             "1",
             "--no-progress",
         ],

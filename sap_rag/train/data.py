@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..progress import progress
 from .pages import ReportPage, make_pages
@@ -15,7 +16,7 @@ from .render import render_report_page
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PageSet", "patchify", "render_pages"]
+__all__ = ["PageSet", "patchify", "render_pages", "resampled"]
 
 
 @dataclass
@@ -33,12 +34,38 @@ class PageSet:
         return len(self.pages)
 
 
+def resampled(page: ReportPage, size: tuple[int, int], scale: int, upscale: int) -> Image.Image:
+    """``page`` at ``size`` the way a PDF page reaches the model: drawn at ``scale`` x ``size``,
+    enlarged ``upscale`` times (bilinear: a rasteriser drawing an embedded picture at a higher DPI),
+    then shrunk to ``size`` with bicubic resampling (what the Qwen2-VL image processor does).
+
+    ``scale=1, upscale=1`` is the page drawn directly at ``size``.
+    """
+    width, height = size
+    image = render_report_page(page, (width * scale, height * scale))
+    if upscale > 1:
+        image = image.resize((width * scale * upscale, height * scale * upscale), Image.BILINEAR)
+    if image.size != size:
+        image = image.resize(size, Image.BICUBIC)
+    return image
+
+
 def render_pages(
-    seeds: list[int], pages_per_seed: int, size: tuple[int, int], *, show_progress: bool = True, cover: bool = False
+    seeds: list[int],
+    pages_per_seed: int,
+    size: tuple[int, int],
+    *,
+    show_progress: bool = True,
+    cover: bool = False,
+    resample: tuple[int, ...] = (),
 ) -> PageSet:
     """Render ``pages_per_seed`` pages for each seed (one corpus per seed) at ``size`` (width, height).
 
     ``cover``: draw only each page's title (same fonts, sizes and places): the curriculum's first stage.
+    ``resample``: draw each page at a scale drawn from these (and, half the time, enlarged 2x more)
+    and shrink it to ``size`` (:func:`resampled`), so that the model also reads pages that went
+    through a PDF rasteriser and the image processor's resize; empty: every page drawn at ``size``.
+    The choices follow from ``seeds``, so a page set is the same on every run.
     """
     pages: list[ReportPage] = []
     corpus: list[int] = []
@@ -50,9 +77,14 @@ def render_pages(
         corpus += [number] * len(batch)
     width, height = size
     images = np.empty((len(pages), height, width, 3), dtype=np.uint8)
+    rng = np.random.default_rng([*seeds, 7919])
     with progress(total=len(pages), desc="rendering pages", unit="page", enabled=show_progress) as bar:
         for i, page in enumerate(pages):
-            images[i] = np.asarray(render_report_page(page, size))
+            if resample:
+                scale, upscale = int(rng.choice(resample)), int(rng.choice((1, 2)))
+                images[i] = np.asarray(resampled(page, size, scale, upscale))
+            else:
+                images[i] = np.asarray(render_report_page(page, size))
             bar.update(1)
     return PageSet(pages, images, np.asarray(corpus))
 

@@ -54,6 +54,14 @@ class TrainConfig:
     fresh_pages: bool = True
     # Start from these weights (a checkpoint this script saved, same shape) instead of the scaled init.
     init_from: str | None = None
+    # Draw training pages at these scales and shrink them to page_size (empty: draw at page_size):
+    # the demo's PDF pages reach the model through a rasteriser and a bicubic resize, which a model
+    # that only saw pages drawn at its own size read worse (docs/toy-model.md).
+    resample: tuple[int, ...] = ()
+    # Probability that a corpus's batches in an epoch are cut company by company (24 pages = 3
+    # companies x 8 metrics): every query then meets its company's 7 other metrics as negatives,
+    # the confusion left after phase 2 (same company, other metric).
+    company_batches: float = 0.0
     max_steps: int | None = None  # stop early (tests, probes)
     eval_every_steps: int | None = None  # besides the end of every epoch
 
@@ -87,6 +95,16 @@ def _visual_only(embeddings: torch.Tensor, input_ids: torch.Tensor, image_token_
     tokens and every page scores alike (see docs/toy-model.md).
     """
     return embeddings * (input_ids == image_token_id).unsqueeze(-1)
+
+
+def _by_company(members: np.ndarray, pages, rng: np.random.Generator) -> np.ndarray:
+    """``members`` (page indices of one corpus) reordered so each company's pages are together, companies shuffled."""
+    groups: dict[str, list[int]] = {}
+    for i in members:
+        groups.setdefault(pages[i].company, []).append(int(i))
+    names = list(groups)
+    rng.shuffle(names)
+    return np.concatenate([rng.permutation(groups[name]) for name in names])
 
 
 def _queries(pages, rng: np.random.Generator) -> list[str]:
@@ -154,7 +172,11 @@ def train(
     fast_patch_embed(model)
     image_token_id = int(model.config.image_token_id)
     train_set = render_pages(
-        list(config.train_seeds), config.pages_per_seed, config.page_size, show_progress=show_progress
+        list(config.train_seeds),
+        config.pages_per_seed,
+        config.page_size,
+        show_progress=show_progress,
+        resample=config.resample,
     )
     covers = (
         render_pages(
@@ -229,15 +251,19 @@ def train(
         for epoch in range(config.epochs):
             if epoch and config.fresh_pages and step < total:
                 seeds = epoch_seeds(epoch)
-                train_set = render_pages(seeds, config.pages_per_seed, config.page_size, show_progress=False)
+                train_set = render_pages(
+                    seeds, config.pages_per_seed, config.page_size, show_progress=False, resample=config.resample
+                )
                 if covers is not None and step < config.cover_steps:
                     covers = render_pages(
                         seeds, config.pages_per_seed, config.page_size, show_progress=False, cover=True
                     )
             batches = []
             for members in corpora:
-                offset = int(rng.integers(len(members)))
-                order = np.roll(members, -offset)
+                if config.company_batches and rng.random() < config.company_batches:
+                    order = _by_company(members, train_set.pages, rng)
+                else:
+                    order = np.roll(members, -int(rng.integers(len(members))))
                 batches += [
                     order[i : i + config.batch_size]
                     for i in range(0, len(order) - config.batch_size + 1, config.batch_size)
