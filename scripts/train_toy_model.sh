@@ -1,32 +1,43 @@
 #!/usr/bin/env bash
-# The recipe of models/sap-rag-toy-colqwen2, in two phases (see docs/toy-model.md):
+# The recipe of models/sap-rag-toy-colqwen2, in four phases (see docs/toy-model.md):
 #  1. from scratch, 2,000 steps on 8 fixed corpora (1,280 pages seen again and again): the model
 #     learns to read titles (it also learns those pages by heart: train loss ~0.01);
 #  2. from phase 1's best weights, 1,200 steps on new pages every epoch (no page seen twice), hard
-#     max, lower learning rate: what it learned by heart must now generalise.
-# About 75 minutes on 2 CPU cores. Writes OUT (default out/toy-model) and its curve; copy the
-# checkpoint to models/sap-rag-toy-colqwen2 once you are happy with it.
+#     max, lower learning rate: what it learned by heart must now generalise;
+#  3. from phase 2's best, 600 steps on new pages drawn at 1, 2 or 4x and shrunk to the page size,
+#     as a PDF page reaches the model through a rasteriser and the image processor's resize;
+#  4. from phase 3's best, 480 steps as phase 3 with half the batches cut company by company, so
+#     each question meets its company's other metrics as negatives.
+# About 2 hours on 2 CPU cores. Writes OUT (default out/toy-model) and its curve; copy the
+# checkpoint (OUT/model) to models/sap-rag-toy-colqwen2 once you are happy with it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 VENV=${SAP_RAG_VENV:-.venv}
 OUT=${OUT:-out/toy-model}
 PY="$VENV/bin/python"
+COMMON=(--epochs 100 --threads 2 --vision-width 64 --smooth-max-steps 0 --cover-steps 0 --warmup-steps 20 --no-progress)
 "$PY" scripts/train_toy_model.py --out "$OUT/phase1" --epochs 100 --max-steps 2000 --eval-every 100 \
   --threads 1 --vision-width 64 --smooth-max-steps 1500 --same-pages --no-progress
-"$PY" scripts/train_toy_model.py --out "$OUT/model" --init-from "$OUT/phase1" --epochs 100 --max-steps 1200 \
-  --eval-every 100 --threads 2 --vision-width 64 --smooth-max-steps 0 --cover-steps 0 --lr 3e-4 \
-  --warmup-steps 20 --no-progress
-# One curve for both phases (phase 2's steps continue phase 1's), its picture next to it.
-"$PY" - "$OUT" <<'EOF'
+"$PY" scripts/train_toy_model.py --out "$OUT/phase2" --init-from "$OUT/phase1" --max-steps 1200 --eval-every 100 \
+  --lr 3e-4 "${COMMON[@]}"
+"$PY" scripts/train_toy_model.py --out "$OUT/phase3" --init-from "$OUT/phase2" --max-steps 600 --eval-every 100 \
+  --lr 2e-4 --first-train-seed 1000 --resample 1,2,4 "${COMMON[@]}"
+"$PY" scripts/train_toy_model.py --out "$OUT/model" --init-from "$OUT/phase3" --max-steps 480 --eval-every 96 \
+  --lr 1.5e-4 --first-train-seed 2000 --resample 1,2,4 --company-batches 0.5 "${COMMON[@]}"
+# One curve for all phases: each phase's steps continue from the step of the weights it started from.
+"$PY" - "$OUT" phase1 phase2 phase3 model <<'PYEOF'
 import json, sys
 from pathlib import Path
 from sap_rag.train.export import plot_curve, write_curve
-out = Path(sys.argv[1])
-one = json.loads((out / "phase1" / "training_curve.json").read_text())
-two = json.loads((out / "model" / "training_curve.json").read_text())
-offset = one["curve"][-1]["step"]
-rows = [dict(r, phase=1) for r in one["curve"]] + [dict(r, phase=2, step=r["step"] + offset) for r in two["curve"]]
-write_curve(rows, {"phase1": one["config"], "phase2": two["config"]}, out / "curve")
-plot_curve(rows, out / "curve" / "training_curve.png", title=f"toy ColQwen2: phase 1 (steps 0-{offset}), phase 2")
-EOF
+out, names = Path(sys.argv[1]), sys.argv[2:]
+rows, configs, offset = [], {}, 0
+for number, name in enumerate(names, start=1):
+    run = json.loads((out / name / "training_curve.json").read_text())
+    configs[f"phase{number}"] = run["config"]
+    rows += [dict(r, phase=number, step=r["step"] + offset) for r in run["curve"]]
+    best = max(reversed(run["curve"]), key=lambda r: r["heldout_ndcg5"])  # the weights the next phase starts from
+    offset += best["step"]
+write_curve(rows, configs, out / "curve")
+plot_curve(rows, out / "curve" / "training_curve.png", title="toy ColQwen2: phases 1-4 (each from the best of the last)")
+PYEOF
 echo "checkpoint: $OUT/model; curve: $OUT/curve"

@@ -114,7 +114,7 @@ def test_demo_first_hits_hold_the_recorded_count(demo_first_hits):
     DEMO["first_hits"] < DEMO["questions"],
     raises=AssertionError,
     strict=True,
-    reason="the toy model answers 4 of the 6 demo questions with the right page first (see docs/toy-model.md)",
+    reason="the demo index (SAP, keep 0.1) puts the answering page first for 4 of 6 questions (docs/toy-model.md)",
 )
 def test_demo_first_hit_is_the_answering_page(demo_first_hits):
     """The demo's index answers every demo question with the right page first."""

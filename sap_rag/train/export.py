@@ -53,18 +53,44 @@ def plot_curve(curve: list[dict], out_png: Path, title: str = "toy ColQwen2 trai
     figure = Figure(figsize=(7, 4), dpi=110)
     FigureCanvasAgg(figure)
     ax = figure.add_subplot(1, 1, 1)
-    steps = [row["step"] for row in curve]
-    ax.plot(steps, [row["train_loss"] for row in curve], color="#C44E52", marker="o", ms=3, label="train loss")
+    right = ax.twinx()
+    # One line per phase (a phase starts from an earlier phase's best step, so their steps can overlap).
+    phases = sorted({row.get("phase", 1) for row in curve})
+    for number in phases:
+        rows = [row for row in curve if row.get("phase", 1) == number]
+        steps = [row["step"] for row in rows]
+        first = number == phases[0]
+        ax.plot(
+            steps,
+            [row["train_loss"] for row in rows],
+            color="#C44E52",
+            marker="o",
+            ms=3,
+            label="train loss" if first else None,
+        )
+        right.plot(
+            steps,
+            [row["heldout_ndcg5"] for row in rows],
+            color="#4C72B0",
+            marker="s",
+            ms=3,
+            label="held-out NDCG@5" if first else None,
+        )
+        right.plot(
+            steps,
+            [row["heldout_acc1"] for row in rows],
+            color="#55A868",
+            ls="--",
+            label="held-out accuracy@1" if first else None,
+        )
+        if not first:
+            ax.axvline(steps[0], color="#999999", lw=0.8, ls=":")
+            ax.text(steps[0], 0.0, f" phase {number}", fontsize=7, color="#666666", va="bottom")
     ax.set_xlabel("training step")
     ax.set_ylabel("in-batch contrastive loss", color="#C44E52")
-    right = ax.twinx()
-    right.plot(
-        steps, [row["heldout_ndcg5"] for row in curve], color="#4C72B0", marker="s", ms=3, label="held-out NDCG@5"
-    )
-    right.plot(steps, [row["heldout_acc1"] for row in curve], color="#55A868", ls="--", label="held-out accuracy@1")
     right.set_ylim(0, 1)
     right.set_ylabel("held-out score")
-    lines = ax.get_lines() + right.get_lines()
+    lines = [line for line in ax.get_lines() + right.get_lines() if not line.get_label().startswith("_")]
     ax.legend(lines, [line.get_label() for line in lines], loc="center right", fontsize=8)
     ax.set_title(title)
     figure.tight_layout()

@@ -296,7 +296,7 @@ def train(
                 if hasattr(bar, "set_postfix"):
                     bar.set_postfix(loss=f"{np.mean(recent[-20:]):.3f}")
                 if config.eval_every_steps and step % config.eval_every_steps == 0:
-                    record(epoch + (step % steps_per_epoch) / steps_per_epoch)
+                    record(step / steps_per_epoch)  # an eval on an epoch boundary is that epoch's end
             if step >= total:
                 break
             if not curve or curve[-1]["step"] != step:
