@@ -60,29 +60,12 @@ def plot_curve(curve: list[dict], out_png: Path, title: str = "toy ColQwen2 trai
         rows = [row for row in curve if row.get("phase", 1) == number]
         steps = [row["step"] for row in rows]
         first = number == phases[0]
-        ax.plot(
-            steps,
-            [row["train_loss"] for row in rows],
-            color="#C44E52",
-            marker="o",
-            ms=3,
-            label="train loss" if first else None,
-        )
-        right.plot(
-            steps,
-            [row["heldout_ndcg5"] for row in rows],
-            color="#4C72B0",
-            marker="s",
-            ms=3,
-            label="held-out NDCG@5" if first else None,
-        )
-        right.plot(
-            steps,
-            [row["heldout_acc1"] for row in rows],
-            color="#55A868",
-            ls="--",
-            label="held-out accuracy@1" if first else None,
-        )
+        for axis, key, style, label in (
+            (ax, "train_loss", {"color": "#C44E52", "marker": "o", "ms": 3}, "train loss"),
+            (right, "heldout_ndcg5", {"color": "#4C72B0", "marker": "s", "ms": 3}, "held-out NDCG@5"),
+            (right, "heldout_acc1", {"color": "#55A868", "ls": "--"}, "held-out accuracy@1"),
+        ):
+            axis.plot(steps, [row[key] for row in rows], label=label if first else None, **style)
         if not first:
             ax.axvline(steps[0], color="#999999", lw=0.8, ls=":")
             ax.text(steps[0], 0.0, f" phase {number}", fontsize=7, color="#666666", va="bottom")
