@@ -86,3 +86,20 @@ def make_page(seed: int, size: tuple[int, int] = (180, 240), text: str = "") -> 
 def pages() -> list[Image.Image]:
     """Four synthetic pages of different sizes and aspect ratios."""
     return [make_page(0), make_page(1, (240, 180)), make_page(2, (160, 160)), make_page(3, (200, 280))]
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Close the qdrant-client clients tests left open while Python can still import: closed by
+    their ``__del__`` at interpreter exit instead, each prints an ignored ImportError traceback."""
+    import gc
+    import sys
+
+    if "qdrant_client" not in sys.modules:
+        return
+    from qdrant_client import QdrantClient
+
+    for client in [obj for obj in gc.get_objects() if isinstance(obj, QdrantClient)]:
+        try:
+            client.close()
+        except Exception:  # already closed, or its folder is gone with tmp_path
+            pass
