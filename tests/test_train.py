@@ -107,6 +107,18 @@ def test_company_batches_hold_three_whole_companies():
     assert not (_by_company(members, pages, np.random.default_rng(1)) == order).all()  # shuffled per call
 
 
+def test_training_refuses_a_held_out_seed_from_the_first_epoch():
+    from sap_rag.train.loop import TrainConfig, _epoch_seeds, train
+
+    config = TrainConfig(train_seeds=(9000, 9001), heldout_seeds=(9001,))
+    with pytest.raises(ValueError, match="overlap the held-out seeds"):
+        train(config, show_progress=False)
+    fresh = TrainConfig(train_seeds=(8999, 9000), heldout_seeds=(9001,))
+    assert _epoch_seeds(fresh, 0) == [8999, 9000]
+    with pytest.raises(ValueError, match="overlap"):
+        _epoch_seeds(fresh, 1)  # 9001, 9002: new corpora every epoch move onto the held-out seed
+
+
 def test_training_script_runs_end_to_end(tmp_path):
     """A few steps of the real script (tiny shape, few pages): checkpoint, curve files and picture appear."""
     out = tmp_path / "ckpt"

@@ -107,6 +107,15 @@ def _by_company(members: np.ndarray, pages, rng: np.random.Generator) -> np.ndar
     return np.concatenate([rng.permutation(groups[name]) for name in names])
 
 
+def _epoch_seeds(config: TrainConfig, epoch: int) -> list[int]:
+    """The training corpora's seeds in ``epoch`` (new ones every epoch with ``fresh_pages``); never a held-out seed."""
+    shift = epoch * len(config.train_seeds) if config.fresh_pages else 0
+    seeds = [seed + shift for seed in config.train_seeds]
+    if set(seeds) & set(config.heldout_seeds):
+        raise ValueError(f"training seeds {seeds} overlap the held-out seeds {config.heldout_seeds}")
+    return seeds
+
+
 def _queries(pages, rng: np.random.Generator) -> list[str]:
     return [page.question(int(rng.integers(1_000)))[0] for page in pages]
 
@@ -162,6 +171,7 @@ def train(
     import_colpali_engine()  # repairs a broken torchvision import before colpali_engine loads
     from colpali_engine.loss import ColbertLoss
 
+    first_seeds = _epoch_seeds(config, 0)  # checked before anything is built: --first-train-seed is the user's
     torch.set_num_threads(config.threads)
     _seed_everything(config.seed)
     model, processor = build_toy_colqwen2(config.shape, config.seed)
@@ -172,16 +182,14 @@ def train(
     fast_patch_embed(model)
     image_token_id = int(model.config.image_token_id)
     train_set = render_pages(
-        list(config.train_seeds),
+        first_seeds,
         config.pages_per_seed,
         config.page_size,
         show_progress=show_progress,
         resample=config.resample,
     )
     covers = (
-        render_pages(
-            list(config.train_seeds), config.pages_per_seed, config.page_size, show_progress=show_progress, cover=True
-        )
+        render_pages(first_seeds, config.pages_per_seed, config.page_size, show_progress=show_progress, cover=True)
         if config.cover_steps
         else None
     )
@@ -239,18 +247,11 @@ def train(
         if curve_path is not None:
             curve_path.write_text(json.dumps({"config": config.to_json(), "curve": curve}, indent=1))
 
-    def epoch_seeds(epoch: int) -> list[int]:
-        shift = epoch * len(config.train_seeds) if config.fresh_pages else 0
-        seeds = [seed + shift for seed in config.train_seeds]
-        if set(seeds) & set(config.heldout_seeds):
-            raise ValueError(f"training seeds {seeds} overlap the held-out seeds {config.heldout_seeds}")
-        return seeds
-
     model.train()
     with progress(total=total, desc="training", unit="step", enabled=show_progress) as bar:
         for epoch in range(config.epochs):
             if epoch and config.fresh_pages and step < total:
-                seeds = epoch_seeds(epoch)
+                seeds = _epoch_seeds(config, epoch)
                 train_set = render_pages(
                     seeds, config.pages_per_seed, config.page_size, show_progress=False, resample=config.resample
                 )
