@@ -80,11 +80,8 @@ def render_pages(
     rng = np.random.default_rng([*seeds, 7919])
     with progress(total=len(pages), desc="rendering pages", unit="page", enabled=show_progress) as bar:
         for i, page in enumerate(pages):
-            if resample:
-                scale, upscale = int(rng.choice(resample)), int(rng.choice((1, 2)))
-                images[i] = np.asarray(resampled(page, size, scale, upscale))
-            else:
-                images[i] = np.asarray(render_report_page(page, size))
+            scale, upscale = (int(rng.choice(resample)), int(rng.choice((1, 2)))) if resample else (1, 1)
+            images[i] = np.asarray(resampled(page, size, scale, upscale))
             bar.update(1)
     return PageSet(pages, images, np.asarray(corpus))
 
