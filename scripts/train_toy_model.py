@@ -58,6 +58,18 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="comma-separated scales: draw training pages at one of them and shrink them to the page size",
     )
+    parser.add_argument(
+        "--token-keep-min",
+        type=float,
+        default=defaults.token_keep_min,
+        help="below 1: each page keeps a random share in [this, 1] of its visual tokens in the loss",
+    )
+    parser.add_argument(
+        "--token-span-share",
+        type=float,
+        default=defaults.token_span_share,
+        help="with --token-keep-min: the share of pages that keep one contiguous band of rows instead",
+    )
     parser.add_argument("--threads", type=int, default=defaults.threads)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--tiny", action="store_true", help="a very small model and page set (tests)")
@@ -86,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         train_seeds=tuple(args.first_train_seed + i for i in range(args.train_seeds)),
         resample=tuple(int(k) for k in args.resample.split(",") if k.strip()),
         company_batches=args.company_batches,
+        token_keep_min=args.token_keep_min,
+        token_span_share=args.token_span_share,
         pages_per_seed=args.pages_per_seed,
         heldout_pages=args.heldout_pages,
         eval_every_steps=args.eval_every,

@@ -107,6 +107,38 @@ def test_company_batches_hold_three_whole_companies():
     assert not (_by_company(members, pages, np.random.default_rng(1)) == order).all()  # shuffled per call
 
 
+def test_token_dropout_keeps_visual_tokens_only_at_the_drawn_share():
+    """Dropped rows are zeroed, prompt rows stay zero, each page keeps one token at least, shares vary by page."""
+    import torch
+
+    from sap_rag.train.loop import _drop_tokens
+
+    pages, tokens = 64, 200
+    visual = torch.zeros(pages, tokens, dtype=torch.bool)
+    visual[:, 10:190] = True
+    docs = torch.randn(pages, tokens, 8) * visual.unsqueeze(-1)
+    out = _drop_tokens(docs, visual, 0.5, torch.Generator().manual_seed(0))
+    kept = out.abs().sum(-1) > 0
+    assert not kept[~visual].any()
+    assert torch.equal(out[kept], docs[kept])  # kept rows untouched
+    share = kept.sum(1).float() / visual.sum(1)
+    assert share.min() > 0.4 and share.max() <= 1.0 and share.std() > 0.05  # u ~ U(0.5, 1) per page
+    assert abs(share.mean().item() - 0.75) < 0.05
+    tiny = _drop_tokens(docs, visual, 0.0, torch.Generator().manual_seed(1))
+    assert ((tiny.abs().sum(-1) > 0).sum(1) >= 1).all()
+    again = _drop_tokens(docs, visual, 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(again, out)
+    bands = _drop_tokens(docs, visual, 0.2, torch.Generator().manual_seed(2), span_share=1.0)
+    for page in (bands.abs().sum(-1) > 0):
+        where = page.nonzero().flatten()
+        assert where.min() >= 10 and where.max() < 190  # inside the visual run
+        assert where.max() - where.min() + 1 == len(where)  # one contiguous band
+    lengths = (bands.abs().sum(-1) > 0).sum(1).float() / 180
+    assert lengths.min() >= 0.2 and lengths.std() > 0.1
+    starts = [int(p.nonzero().min()) for p in (bands.abs().sum(-1) > 0)]
+    assert len(set(starts)) > 10  # placed anywhere, not always at the top
+
+
 def test_training_refuses_a_held_out_seed_from_the_first_epoch():
     from sap_rag.train.loop import TrainConfig, _epoch_seeds, train
 
@@ -145,6 +177,8 @@ def test_training_script_runs_end_to_end(tmp_path):
             "1,2",
             "--company-batches",
             "1",
+            "--token-keep-min",
+            "0.5",
             "--no-progress",
         ],
         capture_output=True,

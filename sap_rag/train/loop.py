@@ -62,6 +62,13 @@ class TrainConfig:
     # companies x 8 metrics): every query then meets its company's 7 other metrics as negatives,
     # the confusion left after phase 2 (same company, other metric).
     company_batches: float = 0.0
+    # Below 1: every training page keeps a random share u ~ U(token_keep_min, 1) of its visual tokens
+    # in the loss (the rest are zeroed, as a pruned index drops them), so what identifies a page is
+    # not left to one or two tokens that a pruner may drop (docs/toy-model.md, phase 5).
+    token_keep_min: float = 1.0
+    # The share of those pages that keep one contiguous band of rows instead of scattered tokens:
+    # every region of a page, not only the title's, must then say what the page is about.
+    token_span_share: float = 0.0
     max_steps: int | None = None  # stop early (tests, probes)
     eval_every_steps: int | None = None  # besides the end of every epoch
 
@@ -95,6 +102,39 @@ def _visual_only(embeddings: torch.Tensor, input_ids: torch.Tensor, image_token_
     tokens and every page scores alike (see docs/toy-model.md).
     """
     return embeddings * (input_ids == image_token_id).unsqueeze(-1)
+
+
+def _drop_tokens(
+    docs: torch.Tensor,
+    visual: torch.Tensor,
+    keep_min: float,
+    generator: torch.Generator,
+    span_share: float = 0.0,
+) -> torch.Tensor:
+    """``docs`` (pages, tokens, dim) with each page's visual tokens kept at random; dropped rows are zeroed.
+
+    ``visual`` (pages, tokens) marks the visual tokens (assumed one contiguous run per page, as the
+    image's tokens are). Each page draws a share ``u ~ U(keep_min, 1)``; with probability
+    ``span_share`` it keeps one contiguous run of ``ceil(u * N)`` of its N visual tokens (a band of
+    rows, placed at random), otherwise each visual token independently with probability ``u``. At
+    least one visual token of each page stays.
+    """
+    pages, tokens = visual.shape
+    share = keep_min + (1.0 - keep_min) * torch.rand(pages, 1, generator=generator)
+    draw = torch.rand(pages, tokens, generator=generator)
+    keep = (draw < share) & visual
+    # The visual token with the smallest draw always stays: a page with no token would score 0 everywhere.
+    first = torch.where(visual, draw, torch.full_like(draw, 2.0)).argmin(dim=1)
+    keep[torch.arange(pages), first] = True
+    spans = torch.rand(pages, generator=generator) < span_share
+    for page in spans.nonzero().flatten().tolist():
+        where = visual[page].nonzero().flatten()
+        n = len(where)
+        length = max(1, math.ceil(float(share[page]) * n))
+        start = int(torch.randint(0, n - length + 1, (1,), generator=generator))
+        keep[page] = False
+        keep[page, where[start : start + length]] = True
+    return docs * keep.unsqueeze(-1)
 
 
 def _by_company(members: np.ndarray, pages, rng: np.random.Generator) -> np.ndarray:
@@ -210,6 +250,7 @@ def train(
         lr=config.lr,
     )
     rng = np.random.default_rng(config.seed)
+    dropper = torch.Generator().manual_seed(config.seed)
     # Batches stay inside one corpus: its (company, metric) pairs are distinct, so each query has one positive.
     corpora = [np.flatnonzero(train_set.corpus == c) for c in np.unique(train_set.corpus)]
     steps_per_epoch = sum(len(c) // config.batch_size for c in corpora)
@@ -279,6 +320,9 @@ def train(
                 source = covers if use_covers else train_set
                 docs_in = page_batch(processor, source.images[indices])
                 docs = _visual_only(model(**docs_in), docs_in["input_ids"], image_token_id)
+                if config.token_keep_min < 1.0:
+                    visual = docs_in["input_ids"] == image_token_id
+                    docs = _drop_tokens(docs, visual, config.token_keep_min, dropper, config.token_span_share)
                 use_smooth = config.smooth_max and (config.smooth_max_steps is None or step < config.smooth_max_steps)
                 loss_fn = smooth if use_smooth else hard
                 loss = 0.0
