@@ -45,6 +45,48 @@ def test_local_checkpoint_is_detected_from_its_config_and_round_trips(tiny_encod
     assert torch.allclose(a.embeddings, b.embeddings, atol=1e-5)
 
 
+def _calibration(window, family="colqwen2", num_layers=4):
+    from sap_rag.calibration import Calibration
+
+    return Calibration(
+        spec="somewhere",
+        family=family,
+        model_type="qwen2_vl",
+        num_layers=num_layers,
+        keep_ratio=0.1,
+        rho=0.2,
+        num_pairs=8,
+        layers=[0, 1, 2, 3],
+        sr_mean=[0.9, 0.8, 0.7, 0.6],
+        sr_std=[0.0] * 4,
+        window=window,
+    )
+
+
+def test_a_checkpoint_carries_its_own_calibrated_window(tiny_encoder, tmp_path):
+    """``sap_calibration.json`` beside the weights is the default window; a given window still wins."""
+    from sap_rag import SapRagError
+    from sap_rag.calibration import CHECKPOINT_CALIBRATION
+
+    checkpoint = tmp_path / "calibrated"
+    tiny_encoder.model.save_pretrained(checkpoint)
+    tiny_encoder.processor.save_pretrained(checkpoint)
+    assert load_encoder(checkpoint).window == (2,)  # no calibration yet: the fallback
+    _calibration([0, 1]).save(checkpoint / CHECKPOINT_CALIBRATION)
+    loaded = load_encoder(checkpoint)
+    assert loaded.window == (0, 1) and loaded.window_source == "checkpoint calibration"
+    assert load_encoder(checkpoint, window=[3]).window == (3,)
+    _calibration([1], family="colpali", num_layers=18).save(checkpoint / CHECKPOINT_CALIBRATION)
+    with pytest.raises(SapRagError, match="calibrate this model instead"):
+        load_encoder(checkpoint)
+    (checkpoint / CHECKPOINT_CALIBRATION).write_text("{not json")
+    with pytest.raises(SapRagError, match=r"sap_calibration\.json.*fix or remove"):
+        load_encoder(checkpoint)
+    _calibration([7]).save(checkpoint / CHECKPOINT_CALIBRATION)
+    with pytest.raises(WindowError, match="outside"):
+        load_encoder(checkpoint)
+
+
 def test_an_adapter_is_followed_to_its_base_config(tmp_path):
     base = tmp_path / "base"
     base.mkdir()

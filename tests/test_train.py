@@ -129,7 +129,7 @@ def test_token_dropout_keeps_visual_tokens_only_at_the_drawn_share():
     again = _drop_tokens(docs, visual, 0.5, torch.Generator().manual_seed(0))
     assert torch.equal(again, out)
     bands = _drop_tokens(docs, visual, 0.2, torch.Generator().manual_seed(2), span_share=1.0)
-    for page in (bands.abs().sum(-1) > 0):
+    for page in bands.abs().sum(-1) > 0:
         where = page.nonzero().flatten()
         assert where.min() >= 10 and where.max() < 190  # inside the visual run
         assert where.max() - where.min() + 1 == len(where)  # one contiguous band

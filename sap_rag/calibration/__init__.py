@@ -1,9 +1,10 @@
 """Calibration: per-layer Score Retention and the window rule."""
 
-from .calibrate import Calibration, calibrate, layer_score_retention
+from .calibrate import CHECKPOINT_CALIBRATION, Calibration, calibrate, layer_score_retention
 from .window import KNOWN_WINDOWS, default_window, select_window, validate_window
 
 __all__ = [
+    "CHECKPOINT_CALIBRATION",
     "KNOWN_WINDOWS",
     "Calibration",
     "calibrate",

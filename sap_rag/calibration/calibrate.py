@@ -23,9 +23,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Calibration", "calibrate", "layer_score_retention"]
+__all__ = ["CHECKPOINT_CALIBRATION", "Calibration", "calibrate", "layer_score_retention"]
 
 CALIBRATION_FORMAT = 1
+# A local checkpoint directory holding this file is loaded with its window by default.
+CHECKPOINT_CALIBRATION = "sap_calibration.json"
 
 
 @dataclass

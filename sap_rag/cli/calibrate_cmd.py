@@ -76,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
     print(calibration.table())
     print(f"window: {calibration.window}  ({calibration.num_pairs} pairs, keep ratio {calibration.keep_ratio:g})")
     print(f"calibration written to {args.out}")
+    if Path(args.model).is_dir():
+        from ..calibration.calibrate import CHECKPOINT_CALIBRATION
+
+        print(f"to make it this checkpoint's default window: cp {args.out} {Path(args.model) / CHECKPOINT_CALIBRATION}")
     if args.plot:
         from ..viz import plot_sr_curve
 

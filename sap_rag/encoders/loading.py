@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .._compat import import_colpali_engine
-from ..errors import InvalidInputError, ModelLoadError, UnknownFamilyError
+from ..errors import CalibrationError, InvalidInputError, ModelLoadError, UnknownFamilyError
 from .encoder import PageEncoder
 from .families import FamilySpec, family_for_config, get_family
 
@@ -139,14 +139,34 @@ def _default_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
+def _checkpoint_calibration(spec: str):
+    """The calibration a local checkpoint directory carries (``sap_calibration.json``), else None."""
+    from ..calibration.calibrate import CHECKPOINT_CALIBRATION, Calibration
+
+    path = Path(spec) / CHECKPOINT_CALIBRATION
+    if not path.is_file():
+        return None
+    try:
+        return Calibration.load(path)
+    except CalibrationError as exc:
+        raise CalibrationError(
+            f"{exc}; the checkpoint's own calibration is read whenever no window is given: "
+            f"fix or remove {path}, or pass window=..."
+        ) from exc
+
+
 def _resolve_window(
-    window: Any, encoder_layers: int, model_type: str, family: FamilySpec, scorable
+    window: Any, encoder_layers: int, model_type: str, family: FamilySpec, scorable, spec: str
 ) -> tuple[tuple[int, ...], str]:
     from ..calibration.calibrate import Calibration
     from ..calibration.window import default_window
 
+    source = "calibrated"
     if window is None:
-        return default_window(model_type, encoder_layers, scorable), "default"
+        window = _checkpoint_calibration(spec) if not spec.startswith(TINY_PREFIX) else None
+        if window is None:
+            return default_window(model_type, encoder_layers, scorable), "default"
+        source = "checkpoint calibration"
     if isinstance(window, (str, os.PathLike)) and str(window).endswith(".json"):
         window = Calibration.load(window)
     if isinstance(window, Calibration):
@@ -155,7 +175,7 @@ def _resolve_window(
                 f"the calibration was made for a {window.family} model with {window.num_layers} layers, "
                 f"not this {family.name} model with {encoder_layers}; calibrate this model instead"
             )
-        return tuple(window.window), "calibrated"
+        return tuple(window.window), source
     if isinstance(window, range) or (isinstance(window, Sequence) and not isinstance(window, str)):
         return tuple(window), "given"
     raise InvalidInputError(
@@ -182,7 +202,9 @@ def load_encoder(
         device: defaults to CUDA when available, else CPU.
         dtype: defaults to bfloat16 on CUDA, float32 on CPU.
         window: the SAP layer window: a list of layers, a ``Calibration`` or its JSON path.
-            Default: the known window of the backbone, else a depth-proportional one.
+            Default: the window of the checkpoint's own calibration (``sap_calibration.json`` in a
+            local checkpoint directory, written by ``sap-rag calibrate --out``), else the known
+            window of the backbone, else a depth-proportional one.
         batch_size: pages per forward pass.
         seed: seed of a ``tiny:`` model.
         model_kwargs: passed to the model's ``from_pretrained``.
@@ -219,7 +241,7 @@ def load_encoder(
     model = model.to(device=torch_device, dtype=torch_dtype).eval()
     num_layers = len(family.text_model(model).layers)
     scorable = tuple(sorted(family.attention_modules(model)))
-    layers, source = _resolve_window(window, num_layers, model_type, family, scorable)
+    layers, source = _resolve_window(window, num_layers, model_type, family, scorable, spec)
     encoder = PageEncoder(
         model, processor, family, spec=spec, window=layers, batch_size=batch_size, window_source=source
     )
