@@ -70,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         default=defaults.token_span_share,
         help="with --token-keep-min: the share of pages that keep one contiguous band of rows instead",
     )
+    parser.add_argument(
+        "--select",
+        choices=("best", "last"),
+        default="best",
+        help="the weights to save: the best held-out NDCG@5 seen (default) or the last ones",
+    )
     parser.add_argument("--threads", type=int, default=defaults.threads)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--tiny", action="store_true", help="a very small model and page set (tests)")
@@ -122,8 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         best.update(row)
 
     result = train(
-        config, show_progress=not args.no_progress, curve_path=curve_dir / "training_curve.json", on_best=on_best
+        config,
+        show_progress=not args.no_progress,
+        curve_path=curve_dir / "training_curve.json",
+        on_best=on_best if args.select == "best" else None,
     )
+    if args.select == "last" and result.curve:
+        save_checkpoint(result.model, result.processor, args.out)
+        best.update(result.curve[-1])
     write_curve(result.curve, config.to_json(), curve_dir)
     plot_curve(result.curve, curve_dir / "training_curve.png")
     if best:
@@ -131,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
 
         finalize_checkpoint(args.out, config.to_json(), dict(best))
     logging.getLogger("train_toy_model").info(
-        "final held-out NDCG@5 %.3f; best %.3f (step %s) saved in %s",
+        "final held-out NDCG@5 %.3f; saved (%s) %.3f (step %s) in %s",
         result.final_ndcg5,
+        args.select,
         best.get("heldout_ndcg5", float("nan")),
         best.get("step"),
         args.out,

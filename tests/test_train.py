@@ -179,6 +179,12 @@ def test_training_script_runs_end_to_end(tmp_path):
             "1",
             "--token-keep-min",
             "0.5",
+            "--token-span-share",
+            "0.5",
+            "--select",
+            "last",
+            "--eval-every",
+            "1",
             "--no-progress",
         ],
         capture_output=True,
@@ -198,7 +204,8 @@ def test_training_script_runs_end_to_end(tmp_path):
     ):
         assert (out / name).is_file(), name
     curve = json.loads((out / "training_curve.json").read_text())["curve"]
-    assert curve[-1]["step"] == 3
+    assert [row["step"] for row in curve] == [1, 2, 3]
+    assert json.loads((out / "heldout_scores.json").read_text())["best"]["step"] == 3  # --select last
     assert 0.0 <= curve[-1]["heldout_ndcg5"] <= 1.0 and np.isfinite(curve[-1]["train_loss"])
 
     from sap_rag import load_encoder
