@@ -88,6 +88,25 @@ def test_the_cache_does_not_depend_on_the_window(tmp_path, tiny_encoder, monkeyp
     assert torch.equal(page.embeddings, first.pages[0].embeddings)
 
 
+def test_a_checkpoint_retrained_in_place_is_encoded_again(tmp_path, tiny_encoder):
+    """Same path, new weights: the cache key changes (an old entry would score the old model)."""
+    import os
+
+    from sap_rag import load_encoder
+    from sap_rag.eval.cache import cache_key
+
+    dataset = load_dataset(make_synthetic_dataset(tmp_path / "syn", num_pages=2, num_queries=1, image_size=SMALL))
+    checkpoint = tmp_path / "ckpt"
+    tiny_encoder.model.save_pretrained(checkpoint)
+    tiny_encoder.processor.save_pretrained(checkpoint)
+    before = cache_key(load_encoder(checkpoint, device="cpu"), dataset)
+    assert cache_key(load_encoder(checkpoint, device="cpu"), dataset) == before
+    [weights] = checkpoint.glob("*.safetensors")
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # rewritten by a new run
+    assert cache_key(load_encoder(checkpoint, device="cpu"), dataset) != before
+
+
 def test_several_datasets_give_mean_and_union_rows(tmp_path, tiny_encoder):
     a = load_dataset(make_synthetic_dataset(tmp_path / "a", num_pages=3, num_queries=2, image_size=SMALL))
     b = load_dataset(make_synthetic_dataset(tmp_path / "b", num_pages=3, num_queries=2, seed=1, image_size=SMALL))

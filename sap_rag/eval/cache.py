@@ -4,8 +4,9 @@ A cache entry holds, per page, the visual-token embeddings, positions, extents, 
 in-degree of *every* scorable layer (head mean and head max) and the last layer's EOS attention,
 plus the query embeddings. Any pruner, ratio or SAP window is then applied to the cache without
 running the model again. Entries are keyed by the encoder's identity (its ``describe()`` minus
-the window, which the cache does not depend on), its dtype and scorable layers, and the
-dataset's content fingerprint; pages are written in shards so an interrupted run resumes.
+the window, which the cache does not depend on), its dtype and scorable layers, its weights (a
+local checkpoint's weight files by name, size and modification time; a hub checkpoint's commit),
+and the dataset's content fingerprint; pages are written in shards so an interrupted run resumes.
 
 Layout: ``<cache_dir>/<dataset name>-<key[:16]>/`` with ``pages-00000.pt``, ...,
 ``queries.pt`` and ``manifest.json`` (written last: an entry without it is incomplete).
@@ -65,12 +66,25 @@ class EncodedDataset:
     encode_seconds: float = 0.0
 
 
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def _weights(encoder: PageEncoder) -> Any:
+    """What identifies the weights behind ``encoder.spec``: retraining a checkpoint in place changes it."""
+    folder = Path(str(encoder.spec)).expanduser()
+    if folder.is_dir():
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES))
+        return [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    return getattr(getattr(encoder.model, "config", None), "_commit_hash", None)
+
+
 def _identity(encoder: PageEncoder) -> dict[str, Any]:
     described = dict(encoder.describe())
     described.pop("window", None)
     described.pop("window_source", None)
     described["scorable_layers"] = list(encoder.scorable_layers)
     described["dtype"] = str(getattr(encoder, "dtype", "unknown"))
+    described["weights"] = _weights(encoder)
     return described
 
 
