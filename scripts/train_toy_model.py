@@ -47,28 +47,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--first-train-seed", type=int, default=defaults.train_seeds[0], help="seed of the first training corpus"
     )
-    parser.add_argument(
-        "--company-batches",
-        type=float,
-        default=defaults.company_batches,
-        help="probability that a corpus's batches in an epoch are cut company by company (hard negatives)",
-    )
+    for flag, name, text in (
+        (
+            "--company-batches",
+            "company_batches",
+            "probability that a corpus's batches in an epoch are cut company by company (hard negatives)",
+        ),
+        ("--token-keep-min", "token_keep_min", "below 1: a page keeps a random share in [this, 1] of its tokens"),
+        ("--token-span-share", "token_span_share", "the share of those pages that keep one band of rows instead"),
+    ):
+        parser.add_argument(flag, type=float, default=getattr(defaults, name), help=text)
     parser.add_argument(
         "--resample",
         default="",
         help="comma-separated scales: draw training pages at one of them and shrink them to the page size",
-    )
-    parser.add_argument(
-        "--token-keep-min",
-        type=float,
-        default=defaults.token_keep_min,
-        help="below 1: each page keeps a random share in [this, 1] of its visual tokens in the loss",
-    )
-    parser.add_argument(
-        "--token-span-share",
-        type=float,
-        default=defaults.token_span_share,
-        help="with --token-keep-min: the share of pages that keep one contiguous band of rows instead",
     )
     parser.add_argument(
         "--select",
