@@ -21,6 +21,17 @@ VENV=${SAP_RAG_VENV:-.venv}
 OUT=${OUT:-out/toy-model}
 PY="$VENV/bin/python"
 COMMON=(--epochs 100 --threads 2 --vision-width 64 --smooth-max-steps 0 --cover-steps 0 --warmup-steps 20 --no-progress)
+if [[ "${1:-}" == "--quick" ]]; then
+  # The one-hour recipe (docs/toy-model.md, "Quick recipe"): phase 1 shortened, then one phase with
+  # everything phases 2-5 add (new pages, shrunk drawings, company batches, token dropout).
+  "$PY" scripts/train_toy_model.py --out "$OUT/quick1" --epochs 100 --max-steps 1500 --eval-every 250 \
+    --threads 2 --vision-width 64 --smooth-max-steps 1200 --same-pages --no-progress
+  "$PY" scripts/train_toy_model.py --out "$OUT/quick" --init-from "$OUT/quick1" --max-steps 900 --eval-every 150 \
+    --lr 3e-4 --first-train-seed 1000 --resample 1,2,4 --company-batches 0.5 --token-keep-min 0.1 \
+    --token-span-share 0.5 --select last "${COMMON[@]}"
+  echo "checkpoint: $OUT/quick (calibrate it as below before use)"
+  exit 0
+fi
 "$PY" scripts/train_toy_model.py --out "$OUT/phase1" --epochs 100 --max-steps 2000 --eval-every 100 \
   --threads 1 --vision-width 64 --smooth-max-steps 1500 --same-pages --no-progress
 "$PY" scripts/train_toy_model.py --out "$OUT/phase2" --init-from "$OUT/phase1" --max-steps 1200 --eval-every 100 \
