@@ -46,7 +46,7 @@ DISABLE_ENV = "SAP_RAG_NO_QUERY_CACHE"
 MAX_WEIGHT_BYTES = 256 * 2**20
 QUERY_TOKENS = 96  # the traced length: longer queries go through the full model
 FORMAT = 1
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")  # files that hold a checkpoint's weights
 _PROBES = (
     "x",
     "What was the revenue of Acme Industries in 2022?",
@@ -110,7 +110,7 @@ def _entry(spec: str) -> tuple[Path, Path] | None:
     if folder is None:
         return None
     files = sorted(p for p in folder.iterdir() if p.is_file())
-    weights = sum(p.stat().st_size for p in files if p.name.endswith(_WEIGHT_SUFFIXES))
+    weights = sum(p.stat().st_size for p in files if p.name.endswith(WEIGHT_SUFFIXES))
     if weights == 0 or weights > MAX_WEIGHT_BYTES or not (folder / "tokenizer.json").is_file():
         return None
     identity = {

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..encoders.compiled import WEIGHT_SUFFIXES
 from ..types import PageEncoding
 from .datasets import RetrievalDataset
 
@@ -66,14 +67,11 @@ class EncodedDataset:
     encode_seconds: float = 0.0
 
 
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-
-
 def _weights(encoder: PageEncoder) -> Any:
     """What identifies the weights behind ``encoder.spec``: retraining a checkpoint in place changes it."""
     folder = Path(str(encoder.spec)).expanduser()
     if folder.is_dir():
-        files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES))
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
         return [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     return getattr(getattr(encoder.model, "config", None), "_commit_hash", None)
 
