@@ -151,6 +151,41 @@ def test_training_refuses_a_held_out_seed_from_the_first_epoch():
         _epoch_seeds(fresh, 1)  # 9001, 9002: new corpora every epoch move onto the held-out seed
 
 
+def test_each_epochs_new_pages_are_drawn_once_in_the_background_and_only_when_trained_on(monkeypatch):
+    """Fresh pages every epoch: epoch e's seeds drawn once, epochs after the first in the render thread,
+    ready before the epoch starts; no pages for an epoch that max_steps cuts off."""
+    import threading
+
+    from sap_rag.train import loop
+    from sap_rag.train.model import ModelShape
+
+    real = loop.render_pages
+    calls: list[tuple[list[int], str]] = []
+
+    def recording(seeds, *args, **kwargs):
+        calls.append((list(seeds), threading.current_thread().name))
+        return real(seeds, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "render_pages", recording)
+    config = loop.TrainConfig(
+        shape=ModelShape(layers=2, hidden=32, intermediate=64, vision_width=16, vision_layers=1),
+        train_seeds=(40, 41),
+        pages_per_seed=8,
+        batch_size=4,
+        heldout_pages=6,
+        epochs=10,
+        max_steps=9,  # 4 steps an epoch: epochs 0-2 run, epoch 3 never starts
+        cover_steps=0,
+        warmup_steps=1,
+    )
+    result = loop.train(config, show_progress=False)
+    assert [row["step"] for row in result.curve] == [4, 8, 9]
+    training = [(seeds, thread) for seeds, thread in calls if seeds != list(config.heldout_seeds)]
+    assert [seeds for seeds, _ in training] == [[40, 41], [42, 43], [44, 45]]
+    assert "render" not in training[0][1]  # the first epoch's pages are drawn before training starts
+    assert all(thread.startswith("sap-rag-render") for _, thread in training[1:])
+
+
 def test_training_script_runs_end_to_end(tmp_path):
     """A few steps of the real script (tiny shape, few pages): checkpoint, curve files and picture appear."""
     out = tmp_path / "ckpt"

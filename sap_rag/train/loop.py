@@ -8,6 +8,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -288,14 +289,27 @@ def train(
         if curve_path is not None:
             curve_path.write_text(json.dumps({"config": config.to_json(), "curve": curve}, indent=1))
 
+    def render_epoch(epoch: int) -> PageSet:
+        return render_pages(
+            _epoch_seeds(config, epoch),
+            config.pages_per_seed,
+            config.page_size,
+            show_progress=False,
+            resample=config.resample,
+        )
+
+    # The next epoch's pages are drawn in a background thread while this epoch trains: drawing and
+    # resizing (PIL releases the GIL) took up to half of a run's time when done between epochs.
+    # The pages depend only on their seeds, so the run is the same either way.
+    renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sap-rag-render")
+    upcoming: Future[PageSet] | None = None
     model.train()
-    with progress(total=total, desc="training", unit="step", enabled=show_progress) as bar:
+    with renderer, progress(total=total, desc="training", unit="step", enabled=show_progress) as bar:
         for epoch in range(config.epochs):
             if epoch and config.fresh_pages and step < total:
                 seeds = _epoch_seeds(config, epoch)
-                train_set = render_pages(
-                    seeds, config.pages_per_seed, config.page_size, show_progress=False, resample=config.resample
-                )
+                train_set = upcoming.result() if upcoming is not None else render_epoch(epoch)
+                upcoming = None
                 if covers is not None and step < config.cover_steps:
                     covers = render_pages(
                         seeds, config.pages_per_seed, config.page_size, show_progress=False, cover=True
@@ -311,6 +325,8 @@ def train(
                     for i in range(0, len(order) - config.batch_size + 1, config.batch_size)
                 ]
             rng.shuffle(batches)
+            if config.fresh_pages and epoch + 1 < config.epochs and step + len(batches) < total:
+                upcoming = renderer.submit(render_epoch, epoch + 1)
             for indices in batches:
                 if step >= total:
                     break
