@@ -38,6 +38,25 @@ def test_calibrate_writes_the_calibration_and_the_plot(pairs_file, tmp_path, cap
         assert png.format == "PNG"
 
 
+def test_calibrating_a_checkpoint_directory_says_how_its_window_becomes_the_default(pairs_file, tmp_path, capsys):
+    import shutil
+    from pathlib import Path
+
+    from sap_rag.calibration.calibrate import CHECKPOINT_CALIBRATION
+
+    checkpoint = tmp_path / "toy"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "models" / "sap-rag-toy-colqwen2", checkpoint)
+    (checkpoint / CHECKPOINT_CALIBRATION).unlink()
+    aside = tmp_path / "calib.json"
+    assert main(["calibrate", "--model", str(checkpoint), "--pairs", str(pairs_file), "--out", str(aside)]) == 0
+    assert f"cp {aside} {checkpoint / CHECKPOINT_CALIBRATION}" in capsys.readouterr().out
+    installed = checkpoint / CHECKPOINT_CALIBRATION
+    assert main(["calibrate", "--model", str(checkpoint), "--pairs", str(pairs_file), "--out", str(installed)]) == 0
+    printed = capsys.readouterr().out
+    assert "cp " not in printed and "default window from now on" in printed
+    assert Calibration.load(installed).window == Calibration.load(aside).window
+
+
 def test_errors_are_one_line_and_a_nonzero_exit(tmp_path, capsys):
     bad = tmp_path / "pairs.jsonl"
     bad.write_text('{"query": "no image key"}\n')

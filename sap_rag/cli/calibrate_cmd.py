@@ -79,7 +79,11 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.model).is_dir():
         from ..calibration.calibrate import CHECKPOINT_CALIBRATION
 
-        print(f"to make it this checkpoint's default window: cp {args.out} {Path(args.model) / CHECKPOINT_CALIBRATION}")
+        installed = Path(args.model) / CHECKPOINT_CALIBRATION
+        if Path(args.out).resolve() == installed.resolve():
+            print("it is this checkpoint's default window from now on (load_encoder reads it)")
+        else:
+            print(f"to make it this checkpoint's default window: cp {args.out} {installed}")
     if args.plot:
         from ..viz import plot_sr_curve
 
