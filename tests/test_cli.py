@@ -57,6 +57,33 @@ def test_calibrating_a_checkpoint_directory_says_how_its_window_becomes_the_defa
     assert Calibration.load(installed).window == Calibration.load(aside).window
 
 
+def test_calibrate_takes_its_pairs_from_a_dataset_folder(tmp_path, capsys):
+    from sap_rag.eval.datasets import load_dataset
+    from sap_rag.eval.synthetic import make_synthetic_dataset
+
+    root = make_synthetic_dataset(tmp_path / "data", num_pages=5, seed=3)
+    out = tmp_path / "calib.json"
+    assert main(["calibrate", "--dataset", str(root), "--max-pairs", "4", "--out", str(out)]) == 0
+    assert Calibration.load(out).num_pairs == 4
+    assert main(["calibrate", "--dataset", str(root), "--out", str(out)]) == 0
+    dataset = load_dataset(root)
+    judged = sum(1 for qid in dataset.query_ids for grade in dataset.qrels[qid].values() if grade > 0)
+    assert Calibration.load(out).num_pairs == judged > 4
+    capsys.readouterr()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["calibrate", "--dataset", str(empty), "--out", str(tmp_path / "c2.json")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "holds no dataset" in err and "\n" not in err
+    assert main(["calibrate", "--pairs", str(tmp_path / "p.jsonl"), "--language", "english", "--out", str(out)]) == 1
+    assert "use it with --dataset" in capsys.readouterr().err
+    assert not (tmp_path / "c2.json").exists()
+    for bad in (["--pairs", "p.jsonl", "--dataset", str(root)], ["--dataset", str(root), "--max-pairs", "0"]):
+        with pytest.raises(SystemExit) as info:
+            main(["calibrate", *bad, "--out", str(out)])
+        assert info.value.code == 2
+
+
 def test_errors_are_one_line_and_a_nonzero_exit(tmp_path, capsys):
     bad = tmp_path / "pairs.jsonl"
     bad.write_text('{"query": "no image key"}\n')

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from ..errors import CalibrationError
-from ._common import DEFAULT_MODEL, ratio, verbose_parent
+from ._common import DEFAULT_MODEL, positive_int, ratio, verbose_parent
 
-EXAMPLES = """pairs.jsonl holds one JSON object per line: {"query": "...", "image": "pages/p1.png"}
-(relative image paths are relative to the pairs file).
+EXAMPLES = """The pairs come from --pairs, a JSONL file with one object per line:
+{"query": "...", "image": "pages/p1.png"} (relative image paths are relative to the file),
+or from --dataset, a ViDoRe v1/v2 (BEIR-style) dataset folder: each query with each page
+judged relevant to it.
 
 examples:
   sap-rag calibrate --model tiny:colqwen2 --pairs pairs.jsonl --out calib.json
+  sap-rag calibrate --model my-checkpoint --dataset data/vidore_v2/esg_reports --max-pairs 100 --out calib.json
   sap-rag calibrate --model vidore/colqwen2-v1.0 --pairs pairs.jsonl --out calib.json --plot sr.png
   sap-rag index docs/ --index ./idx --model vidore/colqwen2-v1.0 --window calib.json"""
 
@@ -30,7 +31,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--model", default=DEFAULT_MODEL, help=f"hub id, local checkpoint or tiny:<family> (default {DEFAULT_MODEL})"
     )
-    parser.add_argument("--pairs", required=True, type=Path, help="JSONL file of {query, image} pairs")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--pairs", type=Path, help="JSONL file of {query, image} pairs")
+    source.add_argument("--dataset", type=Path, help="a ViDoRe v1/v2 dataset folder: its (query, relevant page) pairs")
+    parser.add_argument(
+        "--max-pairs",
+        type=positive_int("--max-pairs"),
+        help="use the first N pairs (default: all; 50 already give stable windows)",
+    )
+    parser.add_argument("--split", default="test", help="--dataset: split to read when shards are named by split")
+    parser.add_argument("--language", help="--dataset: keep only queries in this language, e.g. english")
     parser.add_argument("--out", required=True, type=Path, help="where to write the calibration JSON")
     parser.add_argument(
         "--keep-ratio", type=ratio("--keep-ratio"), default=0.1, help="budget SR is measured at (default 0.1)"
@@ -41,33 +51,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def read_pairs(path: Path) -> list[tuple[str, Path]]:
-    """(query, image path) pairs from a JSONL file; relative paths resolve against its folder."""
-    if not path.is_file():
-        raise CalibrationError(f"{path}: no such pairs file")
-    pairs = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            query, image = row["query"], row["image"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise CalibrationError(
-                f'{path}:{number}: expected a JSON object with "query" and "image", got {line[:80]!r}'
-            ) from exc
-        image_path = Path(image)
-        pairs.append((str(query), image_path if image_path.is_absolute() else path.parent / image_path))
-    if not pairs:
-        raise CalibrationError(f"{path}: no pairs found")
-    return pairs
-
-
 def run(args: argparse.Namespace) -> int:
     from ..calibration.calibrate import calibrate
+    from ..calibration.pairs import dataset_pairs, read_pairs
     from ..encoders.loading import load_encoder
+    from ..errors import InvalidInputError
 
-    pairs = read_pairs(args.pairs)
+    if args.language and args.dataset is None:
+        raise InvalidInputError("--language picks a dataset's queries; use it with --dataset, not --pairs")
+    if args.dataset is not None:
+        from ..eval.datasets import load_dataset
+
+        dataset = load_dataset(args.dataset, split=args.split, language=args.language)
+        pairs = dataset_pairs(dataset, args.max_pairs)
+    else:
+        pairs = read_pairs(args.pairs)[: args.max_pairs]
     encoder = load_encoder(args.model, device=args.device)
     if args.model.startswith("tiny:"):
         print("note: a tiny random-weight model; its SR curve shows plumbing, not a real window")
