@@ -19,11 +19,11 @@ VENV=${SAP_RAG_VENV:-.venv}
 OUT=${OUT:-out/toy-model}
 PY="$VENV/bin/python"
 MODE=${1:-}
-if [[ -n "$MODE" && "$MODE" != "--long" ]]; then
+if [[ $# -gt 1 || ( -n "$MODE" && "$MODE" != "--long" ) ]]; then
   echo "usage: bash scripts/train_toy_model.sh [--long]" >&2
   exit 2
 fi
-COMMON=(--epochs 100 --threads 2 --vision-width 64 --smooth-max-steps 0 --cover-steps 0 --warmup-steps 20 --no-progress)
+COMMON=(--epochs 100 --vision-width 64 --smooth-max-steps 0 --cover-steps 0 --warmup-steps 20 --no-progress)
 if [[ "$MODE" != "--long" ]]; then
   PHASES=(phase1 model)
   "$PY" scripts/train_toy_model.py --out "$OUT/phase1" --epochs 100 --max-steps 1500 --eval-every 250 \
@@ -31,9 +31,11 @@ if [[ "$MODE" != "--long" ]]; then
   # One training thread: the other core draws the next epoch's pages meanwhile.
   "$PY" scripts/train_toy_model.py --out "$OUT/model" --init-from "$OUT/phase1" --max-steps 1056 \
     --lr 3e-4 --first-train-seed 1000 --resample 1,2,4 --company-batches 0.5 --token-keep-min 0.1 \
-    --token-span-share 0.5 --select last "${COMMON[@]}" --threads 1
+    --token-span-share 0.5 --select last --threads 1 "${COMMON[@]}"
 else
-  # The longer recipe: the same ingredients one phase at a time (docs/toy-model.md, "What was tried").
+  # The longer recipe: the same ingredients one phase at a time (docs/toy-model.md, "What was tried"),
+  # as it was run: phases 2-5 on two threads (measured before pages were drawn in the background).
+  COMMON+=(--threads 2)
   PHASES=(phase1 phase2 phase3 phase4 model)
   "$PY" scripts/train_toy_model.py --out "$OUT/phase1" --epochs 100 --max-steps 2000 --eval-every 100 \
     --threads 1 --vision-width 64 --smooth-max-steps 1500 --same-pages --no-progress

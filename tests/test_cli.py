@@ -61,7 +61,7 @@ def test_calibrate_takes_its_pairs_from_a_dataset_folder(tmp_path, capsys):
     from sap_rag.eval.datasets import load_dataset
     from sap_rag.eval.synthetic import make_synthetic_dataset
 
-    root = make_synthetic_dataset(tmp_path / "data", num_pages=5, seed=3)
+    root = make_synthetic_dataset(tmp_path / "synth", num_pages=5, seed=3)
     out = tmp_path / "calib.json"
     assert main(["calibrate", "--dataset", str(root), "--max-pairs", "4", "--out", str(out)]) == 0
     assert Calibration.load(out).num_pairs == 4
@@ -75,8 +75,12 @@ def test_calibrate_takes_its_pairs_from_a_dataset_folder(tmp_path, capsys):
     assert main(["calibrate", "--dataset", str(empty), "--out", str(tmp_path / "c2.json")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "holds no dataset" in err and "\n" not in err
-    assert main(["calibrate", "--pairs", str(tmp_path / "p.jsonl"), "--language", "english", "--out", str(out)]) == 1
-    assert "use it with --dataset" in capsys.readouterr().err
+    for option in (["--language", "english"], ["--split", "train"]):
+        assert main(["calibrate", "--pairs", str(tmp_path / "p.jsonl"), *option, "--out", str(out)]) == 1
+        assert f"{option[0]} applies to a dataset folder" in capsys.readouterr().err
+    assert main(["calibrate", "--dataset", str(tmp_path), "--out", str(tmp_path / "c2.json")]) == 1
+    err = capsys.readouterr().err
+    assert "is a folder of 1 datasets (synth)" in err and f"--dataset {root}" in err
     assert not (tmp_path / "c2.json").exists()
     for bad in (["--pairs", "p.jsonl", "--dataset", str(root)], ["--dataset", str(root), "--max-pairs", "0"]):
         with pytest.raises(SystemExit) as info:

@@ -14,7 +14,7 @@ judged relevant to it.
 
 examples:
   sap-rag calibrate --model tiny:colqwen2 --pairs pairs.jsonl --out calib.json
-  sap-rag calibrate --model my-checkpoint --dataset data/vidore_v2/esg_reports --max-pairs 100 --out calib.json
+  sap-rag calibrate --model my-checkpoint --dataset data/vidore_v2/esg_reports_v2 --max-pairs 100 --out calib.json
   sap-rag calibrate --model vidore/colqwen2-v1.0 --pairs pairs.jsonl --out calib.json --plot sr.png
   sap-rag index docs/ --index ./idx --model vidore/colqwen2-v1.0 --window calib.json"""
 
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=positive_int("--max-pairs"),
         help="use the first N pairs (default: all; 50 already give stable windows)",
     )
-    parser.add_argument("--split", default="test", help="--dataset: split to read when shards are named by split")
+    parser.add_argument("--split", help="--dataset: split to read when shards are named by split (default: test)")
     parser.add_argument("--language", help="--dataset: keep only queries in this language, e.g. english")
     parser.add_argument("--out", required=True, type=Path, help="where to write the calibration JSON")
     parser.add_argument(
@@ -57,12 +57,25 @@ def run(args: argparse.Namespace) -> int:
     from ..encoders.loading import load_encoder
     from ..errors import InvalidInputError
 
-    if args.language and args.dataset is None:
-        raise InvalidInputError("--language picks a dataset's queries; use it with --dataset, not --pairs")
+    for option, value in (("--language", args.language), ("--split", args.split)):
+        if value is not None and args.dataset is None:
+            raise InvalidInputError(f"{option} applies to a dataset folder; use it with --dataset, not --pairs")
     if args.dataset is not None:
-        from ..eval.datasets import load_dataset
+        from ..eval.datasets import detect_layout, load_dataset
 
-        dataset = load_dataset(args.dataset, split=args.split, language=args.language)
+        split = args.split or "test"
+        if args.dataset.is_dir() and detect_layout(args.dataset, split) is None:
+            subsets = sorted(
+                child.name
+                for child in args.dataset.iterdir()
+                if child.is_dir() and not child.is_symlink() and detect_layout(child, split) is not None
+            )
+            if subsets:
+                raise InvalidInputError(
+                    f"{args.dataset} is a folder of {len(subsets)} datasets ({', '.join(subsets[:5])}); "
+                    f"calibrate on one of them, e.g. --dataset {args.dataset / subsets[0]}"
+                )
+        dataset = load_dataset(args.dataset, split=split, language=args.language)
         pairs = dataset_pairs(dataset, args.max_pairs)
     else:
         pairs = read_pairs(args.pairs)[: args.max_pairs]
