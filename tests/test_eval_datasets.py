@@ -101,6 +101,17 @@ def test_v1_rows_relevance_by_image_filename(tmp_path):
     assert ds.relevance_matrix().tolist() == [[0, 1], [1, 0]]
 
 
+def test_v1_rows_keep_every_query_for_a_language_and_say_so(tmp_path, caplog):
+    root = tmp_path / "docvqa"
+    (root / "img").mkdir(parents=True)
+    (root / "img" / "a.png").write_bytes(_png_bytes("red"))
+    _write_jsonl(root / "test.jsonl", [{"query": "q about a", "image": "img/a.png", "image_filename": "a.png"}])
+    with caplog.at_level("INFO", logger="sap_rag.eval.datasets"):
+        ds = load_dataset(root, language="french")
+    assert ds.queries == ["q about a"]
+    assert "no language column" in caplog.text
+
+
 def test_v1_synthetic_parquet_and_content_ids(tmp_path):
     pytest.importorskip("pyarrow")
     root = make_synthetic_dataset(

@@ -527,6 +527,8 @@ def load_dataset(
         layout = detected
     if layout is DatasetLayout.V2:
         return _load_v2(root, name, split, language)
+    if language is not None:
+        logger.info("%s: ViDoRe v1 rows have no language column; keeping all the queries", name)
     return _load_v1(root, name, split)
 
 
