@@ -55,13 +55,10 @@ def dataset_pairs(dataset: RetrievalDataset, max_pairs: int | None = None) -> li
     """
     if max_pairs is not None and max_pairs < 1:
         raise CalibrationError(f"max_pairs must be at least 1, got {max_pairs}")
-    column = {cid: j for j, cid in enumerate(dataset.corpus_ids)}
-    pairs: list[tuple[str, ImageSource]] = []
-    for qid, query in zip(dataset.query_ids, dataset.queries):
-        relevant = sorted(
-            column[cid] for cid, grade in dataset.qrels.get(qid, {}).items() if grade > 0 and cid in column
-        )
-        pairs += [(query, dataset.images[j]) for j in relevant]
+    relevant = dataset.relevance_matrix()  # (Q, D), 1 where page d answers query q
+    pairs: list[tuple[str, ImageSource]] = [
+        (dataset.queries[q], dataset.images[d]) for q, d in zip(*relevant.nonzero())
+    ]
     if not pairs:
         raise CalibrationError(f"{dataset.name}: no query has a relevant page, so there is nothing to calibrate on")
     return pairs[:max_pairs]

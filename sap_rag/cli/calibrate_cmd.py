@@ -61,15 +61,11 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and args.dataset is None:
             raise InvalidInputError(f"{option} applies to a dataset folder; use it with --dataset, not --pairs")
     if args.dataset is not None:
-        from ..eval.datasets import detect_layout, load_dataset
+        from ..eval.datasets import dataset_folders, detect_layout, load_dataset
 
         split = args.split or "test"
         if args.dataset.is_dir() and detect_layout(args.dataset, split) is None:
-            subsets = sorted(
-                child.name
-                for child in args.dataset.iterdir()
-                if child.is_dir() and not child.is_symlink() and detect_layout(child, split) is not None
-            )
+            subsets = [folder.name for folder in dataset_folders(args.dataset, split)]
             if subsets:
                 raise InvalidInputError(
                     f"{args.dataset} is a folder of {len(subsets)} datasets ({', '.join(subsets[:5])}); "

@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DatasetLayout",
     "RetrievalDataset",
+    "dataset_folders",
     "discover_datasets",
     "load_dataset",
     "read_records",
@@ -532,6 +533,15 @@ def load_dataset(
     return _load_v1(root, name, split)
 
 
+def dataset_folders(root: Path, split: str = "test") -> list[Path]:
+    """The sub-folders of ``root`` (not hidden) that hold a dataset, sorted by name."""
+    return [
+        child
+        for child in sorted(root.iterdir())
+        if child.is_dir() and not child.name.startswith(".") and detect_layout(child, split) is not None
+    ]
+
+
 def discover_datasets(
     path: str | os.PathLike,
     *,
@@ -549,11 +559,7 @@ def discover_datasets(
     wanted = None if DatasetLayout(layout) is DatasetLayout.AUTO else DatasetLayout(layout)
     if detect_layout(root, split) is not None and (wanted is None or detect_layout(root, split) is wanted):
         return [load_dataset(root, layout=layout, split=split, language=language)]
-    children = [
-        child
-        for child in sorted(root.iterdir())
-        if child.is_dir() and not child.name.startswith(".") and detect_layout(child, split) is not None
-    ]
+    children = dataset_folders(root, split)
     if not children:
         return [load_dataset(root, layout=layout, split=split, language=language)]  # raises the clear error
     return [load_dataset(child, layout=layout, split=split, language=language) for child in children]

@@ -234,13 +234,17 @@ def train(
         logger.info("starting from the weights in %s", config.init_from)
     fast_patch_embed(model)
     image_token_id = int(model.config.image_token_id)
-    train_set = render_pages(
-        first_seeds,
-        config.pages_per_seed,
-        config.page_size,
-        show_progress=show_progress,
-        resample=config.resample,
-    )
+
+    def render_epoch(epoch: int, show: bool = False) -> PageSet:
+        return render_pages(
+            _epoch_seeds(config, epoch),
+            config.pages_per_seed,
+            config.page_size,
+            show_progress=show,
+            resample=config.resample,
+        )
+
+    train_set = render_epoch(0, show_progress)
     covers = (
         render_pages(first_seeds, config.pages_per_seed, config.page_size, show_progress=show_progress, cover=True)
         if config.cover_steps
@@ -300,15 +304,6 @@ def train(
             model.train()
         if curve_path is not None:
             curve_path.write_text(json.dumps({"config": config.to_json(), "curve": curve}, indent=1))
-
-    def render_epoch(epoch: int) -> PageSet:
-        return render_pages(
-            _epoch_seeds(config, epoch),
-            config.pages_per_seed,
-            config.page_size,
-            show_progress=False,
-            resample=config.resample,
-        )
 
     # The next epoch's pages are drawn in a background thread while this epoch trains: drawing and
     # resizing (PIL releases the GIL) took up to half of a run's time when done between epochs.
