@@ -154,6 +154,7 @@ def test_training_refuses_a_held_out_seed_from_the_first_epoch():
 def test_each_epochs_new_pages_are_drawn_once_in_the_background_and_only_when_trained_on(monkeypatch):
     """Fresh pages every epoch: epoch e's seeds drawn once, epochs after the first in the render thread,
     ready before the epoch starts; no pages for an epoch that max_steps cuts off."""
+    import dataclasses
     import threading
 
     from sap_rag.train import loop
@@ -184,6 +185,12 @@ def test_each_epochs_new_pages_are_drawn_once_in_the_background_and_only_when_tr
     assert [seeds for seeds, _ in training] == [[40, 41], [42, 43], [44, 45]]
     assert "render" not in training[0][1]  # the first epoch's pages are drawn before training starts
     assert all(thread.startswith("sap-rag-render") for _, thread in training[1:])
+
+    calls.clear()
+    loop.train(dataclasses.replace(config, prefetch_pages=False), show_progress=False)
+    training = [(seeds, thread) for seeds, thread in calls if seeds != list(config.heldout_seeds)]
+    assert [seeds for seeds, _ in training] == [[40, 41], [42, 43], [44, 45]]
+    assert not any(thread.startswith("sap-rag-render") for _, thread in training)
 
 
 def test_training_script_runs_end_to_end(tmp_path):

@@ -71,6 +71,9 @@ class TrainConfig:
     # The share of those pages that keep one contiguous band of rows instead of scattered tokens:
     # every region of a page, not only the title's, must then say what the page is about.
     token_span_share: float = 0.0
+    # Draw the next epoch's pages in a background thread while this epoch trains (False: between
+    # epochs, holding one epoch of pages instead of two; bench/train_render.py compares the two).
+    prefetch_pages: bool = True
     max_steps: int | None = None  # stop early (tests, probes)
     eval_every_steps: int | None = None  # besides the end of every epoch
 
@@ -305,10 +308,10 @@ def train(
         if curve_path is not None:
             curve_path.write_text(json.dumps({"config": config.to_json(), "curve": curve}, indent=1))
 
-    # The next epoch's pages are drawn in a background thread while this epoch trains: drawing and
-    # resizing (PIL releases the GIL) took up to half of a run's time when done between epochs.
-    # The pages depend only on their seeds, so the run is the same either way; the cost is a second
-    # epoch of pages in memory (1,280 pages of 252 x 364: ~350 MB).
+    # The next epoch's pages are drawn in a background thread while this epoch trains (PIL releases
+    # the GIL while it resizes), so a one-thread run keeps the other core busy; bench/train_render.py
+    # measures it. The pages depend only on their seeds, so the run is the same either way; the cost
+    # is a second epoch of pages in memory (1,280 pages of 252 x 364: ~350 MB).
     upcoming: Future[PageSet] | None = None
     model.train()
     with (
@@ -335,7 +338,12 @@ def train(
                     for i in range(0, len(order) - config.batch_size + 1, config.batch_size)
                 ]
             rng.shuffle(batches)
-            if config.fresh_pages and epoch + 1 < config.epochs and step + len(batches) < total:
+            if (
+                config.prefetch_pages
+                and config.fresh_pages
+                and epoch + 1 < config.epochs
+                and step + len(batches) < total
+            ):
                 upcoming = renderer.submit(render_epoch, epoch + 1)
             for indices in batches:
                 if step >= total:
