@@ -66,6 +66,8 @@ _LAZY = {
     "load_dataset": "sap_rag.eval.datasets",
     "make_synthetic_dataset": "sap_rag.eval.synthetic",
     "DatasetError": "sap_rag.eval.errors",
+    "connect": "sap_rag.serve.client",
+    "SAPClient": "sap_rag.serve.client",
 }
 
 __all__ = [
@@ -108,6 +110,7 @@ if TYPE_CHECKING:
     from .pruning.registry import PRUNERS, make_pruner, pruner_names
     from .pruning.sap import SAPPruner
     from .search.maxsim import maxsim, maxsim_matrix, score_retention
+    from .serve.client import SAPClient, connect
     from .types import PageEncoding, PrunedPage
 
 
