@@ -27,11 +27,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--curve-dir", type=Path, help="where the curve CSV/JSON/PNG go (default: --out)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--max-steps", type=int, help="stop after this many steps (quick runs)")
+    parser.add_argument("--max-minutes", type=float, help="stop at the first step after this many minutes")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--train-seeds", type=int, default=len(defaults.train_seeds), help="number of training corpora")
     parser.add_argument("--pages-per-seed", type=int, default=defaults.pages_per_seed)
     parser.add_argument("--heldout-pages", type=int, default=defaults.heldout_pages)
+    parser.add_argument(
+        "--facts-corpora",
+        type=int,
+        default=defaults.facts_corpora,
+        help="how many of the training corpora are drawn in the facts style (answers local to one block)",
+    )
+    parser.add_argument(
+        "--heldout-facts-seeds",
+        default="",
+        help="comma-separated held-out seeds of the facts style, evaluated beside the report style's",
+    )
     parser.add_argument("--eval-every", type=int, help="also evaluate every N steps")
     parser.add_argument("--vision-width", type=int, default=defaults.shape.vision_width)
     parser.add_argument("--vision-layers", type=int, default=defaults.shape.vision_layers)
@@ -91,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         shape=shape,
         epochs=args.epochs,
         max_steps=args.max_steps,
+        max_minutes=args.max_minutes,
         batch_size=args.batch_size,
         lr=args.lr,
         train_seeds=tuple(args.first_train_seed + i for i in range(args.train_seeds)),
@@ -100,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         token_span_share=args.token_span_share,
         pages_per_seed=args.pages_per_seed,
         heldout_pages=args.heldout_pages,
+        facts_corpora=args.facts_corpora,
+        heldout_facts_seeds=tuple(int(k) for k in args.heldout_facts_seeds.split(",") if k.strip()),
         eval_every_steps=args.eval_every,
         threads=args.threads,
         seed=args.seed,

@@ -65,6 +65,7 @@ class PageStyle(str, Enum):
 
     CLASSIC = "classic"
     REPORT = "report"
+    FACTS = "facts"
 
 
 class ImageStorage(str, Enum):
@@ -221,7 +222,11 @@ def make_synthetic_dataset(
         style: ``"classic"`` (the matplotlib pages above: pairs per company, graded qrels) or
             ``"report"`` (the toy model's pages, :mod:`sap_rag.train.pages`: every page a distinct
             (company, metric) pair, several fonts, sizes and layouts, one relevant page per query;
-            at most 160 pages; the default ``image_size`` becomes the model's 252 x 364).
+            at most 160 pages; the default ``image_size`` becomes the model's 252 x 364), or
+            ``"facts"`` (answers local to one block of a page: each page holds 2-3 facts under a
+            title naming only the company; a company's pages share title and layout and differ in
+            their facts; a question names a company and one metric and has one relevant page;
+            at most 60 pages; :func:`sap_rag.train.pages.make_fact_pages`).
     """
     if num_pages < 2:
         raise InvalidInputError(f"num_pages must be at least 2, got {num_pages}")
@@ -235,8 +240,8 @@ def make_synthetic_dataset(
     fmt = TableFormat(table_format)
     storage = ImageStorage(images)
     page_style = PageStyle(style)
-    if page_style is PageStyle.REPORT:
-        return _report_dataset(out_dir, num_pages, num_queries, seed, image_size, layout, fmt, storage)
+    if page_style is not PageStyle.CLASSIC:
+        return _report_dataset(out_dir, num_pages, num_queries, seed, image_size, layout, fmt, storage, page_style)
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -317,26 +322,32 @@ def _report_dataset(
     layout: str,
     fmt: TableFormat,
     storage: ImageStorage,
+    style: PageStyle = PageStyle.REPORT,
 ) -> Path:
-    """The ``style="report"`` dataset: one relevant page per query (qrel score 1)."""
-    from ..train.pages import COMPANIES, METRICS, make_pages
-    from ..train.render import render_report_page
+    """The ``style="report"`` or ``"facts"`` dataset: one relevant page per query (qrel score 1)."""
+    from ..train.pages import make_fact_pages, make_pages, max_pages
+    from ..train.render import render_page
 
-    limit = len(COMPANIES) * len(METRICS)
+    limit = max_pages(style.value)
     if num_pages > limit:
-        raise InvalidInputError(f"the report style has {limit} distinct pages at most, got num_pages={num_pages}")
+        raise InvalidInputError(
+            f"the {style.value} style has {limit} distinct pages at most, got num_pages={num_pages}"
+        )
     size = (252, 364) if tuple(image_size) == (448, 576) else tuple(image_size)
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
-    pages = make_pages(num_pages, seed)
+    pages = make_fact_pages(num_pages, seed) if style is PageStyle.FACTS else make_pages(num_pages, seed)
     values = []
     for page in pages:
         filename = f"images/page-{page.index:04d}.png"
-        values.append(_image_value(_png(render_report_page(page, size)), root, filename, fmt, storage))
+        values.append(_image_value(_png(render_page(page, size)), root, filename, fmt, storage))
     queries, qrels = [], []
     for q in range(num_queries):
         page = pages[q % num_pages]
-        text, answer = page.question(page.index % 6 + q // num_pages)
+        # Report pages: variant by page, then the next template each round. Facts pages: each round
+        # asks about the page's next fact (so 3 rounds cover every fact).
+        variant = page.index % 6 + q // num_pages if style is PageStyle.REPORT else q // num_pages
+        text, answer = page.question(variant)
         queries.append({"query-id": q, "query": text, "answer": answer, "language": "english"})
         qrels.append({"query-id": q, "corpus-id": page.index, "score": 1})
     if layout == "v2":
@@ -365,6 +376,11 @@ def _report_dataset(
         ]
         _write_table(rows, root / "test", fmt)
     logger.info(
-        "wrote a synthetic report-style %s dataset (%d pages, %d queries) to %s", layout, num_pages, num_queries, root
+        "wrote a synthetic %s-style %s dataset (%d pages, %d queries) to %s",
+        style.value,
+        layout,
+        num_pages,
+        num_queries,
+        root,
     )
     return root

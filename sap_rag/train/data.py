@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,8 +12,8 @@ import torch
 from PIL import Image
 
 from ..progress import progress
-from .pages import ReportPage, make_pages
-from .render import render_report_page
+from .pages import FactsPage, ReportPage, make_fact_pages, make_pages, max_pages
+from .render import render_page
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ class PageSet:
     ``images``: (N, H, W, 3) uint8; ``corpus``: (N,) corpus number of each page.
     """
 
-    pages: list[ReportPage]
+    pages: list[ReportPage | FactsPage]
     images: np.ndarray
     corpus: np.ndarray
 
@@ -34,7 +35,7 @@ class PageSet:
         return len(self.pages)
 
 
-def resampled(page: ReportPage, size: tuple[int, int], scale: int, upscale: int) -> Image.Image:
+def resampled(page: ReportPage | FactsPage, size: tuple[int, int], scale: int, upscale: int) -> Image.Image:
     """``page`` at ``size`` the way a PDF page reaches the model: drawn at ``scale`` x ``size``,
     enlarged ``upscale`` times (bilinear: a rasteriser drawing an embedded picture at a higher DPI),
     then shrunk to ``size`` with bicubic resampling (what the Qwen2-VL image processor does).
@@ -42,7 +43,7 @@ def resampled(page: ReportPage, size: tuple[int, int], scale: int, upscale: int)
     ``scale=1, upscale=1`` is the page drawn directly at ``size``.
     """
     width, height = size
-    image = render_report_page(page, (width * scale, height * scale))
+    image = render_page(page, (width * scale, height * scale))
     if upscale > 1:
         image = image.resize((width * scale * upscale, height * scale * upscale), Image.BILINEAR)
     if image.size != size:
@@ -58,6 +59,7 @@ def render_pages(
     show_progress: bool = True,
     cover: bool = False,
     resample: tuple[int, ...] = (),
+    styles: Sequence[str] | None = None,
 ) -> PageSet:
     """Render ``pages_per_seed`` pages for each seed (one corpus per seed) at ``size`` (width, height).
 
@@ -66,11 +68,21 @@ def render_pages(
     and shrink it to ``size`` (:func:`resampled`), so that the model also reads pages that went
     through a PDF rasteriser and the image processor's resize; empty: every page drawn at ``size``.
     The choices follow from ``seeds``, so a page set is the same on every run.
+    ``styles``: per seed, ``"report"`` (:func:`make_pages`) or ``"facts"`` (:func:`make_fact_pages`,
+    at most 60 pages a corpus, so ``min(pages_per_seed, 60)``); None: every corpus in the report style.
     """
-    pages: list[ReportPage] = []
+    if styles is not None and len(styles) != len(seeds):
+        raise ValueError(f"styles has {len(styles)} entries for {len(seeds)} seeds")
+    for style in styles or ():
+        if style not in ("report", "facts"):
+            raise ValueError(f"unknown page style {style!r}; use 'report' or 'facts'")
+    pages: list[ReportPage | FactsPage] = []
     corpus: list[int] = []
     for number, seed in enumerate(seeds):
-        batch = make_pages(pages_per_seed, seed, start=len(pages))
+        if styles is not None and styles[number] == "facts":
+            batch = make_fact_pages(min(pages_per_seed, max_pages("facts")), seed, start=len(pages))
+        else:
+            batch = make_pages(pages_per_seed, seed, start=len(pages))
         if cover:
             batch = [dataclasses.replace(page, kind="cover") for page in batch]
         pages += batch

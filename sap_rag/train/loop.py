@@ -74,7 +74,16 @@ class TrainConfig:
     # Draw the next epoch's pages in a background thread while this epoch trains (False: between
     # epochs, holding one epoch of pages instead of two; bench/train_render.py compares the two).
     prefetch_pages: bool = True
+    # How many of the training corpora (the last ones of train_seeds) are drawn in the ``facts``
+    # style (sap_rag.train.pages: a page holds 2-3 facts under a company title its distractors
+    # share), so the model learns to find a page by one local block, not only by its title.
+    facts_corpora: int = 0
+    # Held-out corpora in the facts style, evaluated beside heldout_seeds (reported, never selecting).
+    heldout_facts_seeds: tuple[int, ...] = ()
     max_steps: int | None = None  # stop early (tests, probes)
+    # Stop at the first step after this many minutes of training (a shared machine's deadline); the
+    # learning-rate schedule still runs over max_steps, so a run cut short ends above its floor.
+    max_minutes: float | None = None
     eval_every_steps: int | None = None  # besides the end of every epoch
 
     def to_json(self) -> dict:
@@ -156,9 +165,18 @@ def _epoch_seeds(config: TrainConfig, epoch: int) -> list[int]:
     """The training corpora's seeds in ``epoch`` (new ones every epoch with ``fresh_pages``); never a held-out seed."""
     shift = epoch * len(config.train_seeds) if config.fresh_pages else 0
     seeds = [seed + shift for seed in config.train_seeds]
-    if set(seeds) & set(config.heldout_seeds):
-        raise ValueError(f"training seeds {seeds} overlap the held-out seeds {config.heldout_seeds}")
+    heldout = set(config.heldout_seeds) | set(config.heldout_facts_seeds)
+    if set(seeds) & heldout:
+        raise ValueError(f"training seeds {seeds} overlap the held-out seeds {sorted(heldout)}")
     return seeds
+
+
+def _epoch_styles(config: TrainConfig) -> list[str] | None:
+    """Per training corpus, its page style: the last ``facts_corpora`` in the facts style."""
+    n = len(config.train_seeds)
+    if not 0 <= config.facts_corpora <= n:
+        raise ValueError(f"facts_corpora must be between 0 and the {n} training corpora, got {config.facts_corpora}")
+    return ["report"] * (n - config.facts_corpora) + ["facts"] * config.facts_corpora if config.facts_corpora else None
 
 
 def _queries(pages, rng: np.random.Generator) -> list[str]:
@@ -228,6 +246,7 @@ def train(
     from colpali_engine.loss import ColbertLoss
 
     first_seeds = _epoch_seeds(config, 0)  # checked before anything is built: --first-train-seed is the user's
+    styles = _epoch_styles(config)
     torch.set_num_threads(config.threads)
     _seed_everything(config.seed)
     model, processor = build_toy_colqwen2(config.shape, config.seed)
@@ -245,16 +264,30 @@ def train(
             config.page_size,
             show_progress=show,
             resample=config.resample,
+            styles=styles,
         )
 
     train_set = render_epoch(0, show_progress)
     covers = (
-        render_pages(first_seeds, config.pages_per_seed, config.page_size, show_progress=show_progress, cover=True)
+        render_pages(
+            first_seeds, config.pages_per_seed, config.page_size, show_progress=show_progress, cover=True, styles=styles
+        )
         if config.cover_steps
         else None
     )
     heldout = render_pages(
         list(config.heldout_seeds), config.heldout_pages, config.page_size, show_progress=show_progress
+    )
+    heldout_facts = (
+        render_pages(
+            list(config.heldout_facts_seeds),
+            config.heldout_pages,
+            config.page_size,
+            show_progress=show_progress,
+            styles=["facts"] * len(config.heldout_facts_seeds),
+        )
+        if config.heldout_facts_seeds
+        else None
     )
     # Hard max sends gradient to one token per page and query token; at init that is mostly blank
     # background, the same on every page, and the loss collapses to ln(batch). The smooth max (a
@@ -284,6 +317,9 @@ def train(
 
     def record(epoch: float) -> None:
         scores = evaluate(model, processor, heldout, config.batch_size)
+        if heldout_facts is not None:
+            facts = evaluate(model, processor, heldout_facts, config.batch_size)
+            scores.update(heldout_facts_ndcg5=facts["heldout_ndcg5"], heldout_facts_acc1=facts["heldout_acc1"])
         row = {
             "epoch": round(epoch, 3),
             "step": step,
@@ -293,12 +329,13 @@ def train(
         }
         curve.append(row)
         logger.info(
-            "epoch %.2f step %d loss %.4f held-out NDCG@5 %.3f acc@1 %.3f (%.0f s)",
+            "epoch %.2f step %d loss %.4f held-out NDCG@5 %.3f acc@1 %.3f%s (%.0f s)",
             row["epoch"],
             step,
             row["train_loss"],
             row["heldout_ndcg5"],
             row["heldout_acc1"],
+            f"; facts NDCG@5 {row['heldout_facts_ndcg5']:.3f}" if "heldout_facts_ndcg5" in row else "",
             row["elapsed_s"],
         )
         recent.clear()
@@ -325,7 +362,7 @@ def train(
                 upcoming = None
                 if covers is not None and step < config.cover_steps:
                     covers = render_pages(
-                        seeds, config.pages_per_seed, config.page_size, show_progress=False, cover=True
+                        seeds, config.pages_per_seed, config.page_size, show_progress=False, cover=True, styles=styles
                     )
             batches = []
             for members in corpora:
@@ -376,6 +413,9 @@ def train(
                     bar.set_postfix(loss=f"{np.mean(recent[-20:]):.3f}")
                 if config.eval_every_steps and step % config.eval_every_steps == 0:
                     record(step / steps_per_epoch)  # an eval on an epoch boundary is that epoch's end
+                if config.max_minutes is not None and time.time() - started > 60.0 * config.max_minutes:
+                    logger.warning("stopping at step %d of %d: the %.0f-minute limit", step, total, config.max_minutes)
+                    total = step
             if step >= total:
                 break
             if not curve or curve[-1]["step"] != step:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .pages import YEARS, ReportPage
+from .pages import YEARS, Fact, FactsPage, ReportPage
 
-__all__ = ["FONTS", "PAGE_SIZE", "render_report_page"]
+__all__ = ["FONTS", "PAGE_SIZE", "render_facts_page", "render_page", "render_report_page"]
 
 PAGE_SIZE = (336, 476)  # 12 x 17 tokens of 28 px: one A4-shaped page of a ColQwen2 with a 204-token budget
 # (regular, bold) file names per family
@@ -89,6 +89,94 @@ def render_report_page(page: ReportPage, size: tuple[int, int] = PAGE_SIZE) -> I
             draw.text((margin, y), line, font=body, fill="#222222")
             y += body.size * 1.3
     return image
+
+
+def render_page(page: ReportPage | FactsPage, size: tuple[int, int] = PAGE_SIZE) -> Image.Image:
+    """Render a page of either style (:func:`render_report_page` or :func:`render_facts_page`)."""
+    if isinstance(page, FactsPage):
+        return render_facts_page(page, size)
+    return render_report_page(page, size)
+
+
+def render_facts_page(page: FactsPage, size: tuple[int, int] = PAGE_SIZE) -> Image.Image:
+    """Render a ``facts`` page: the company's title, then one block per fact, each headed by its metric."""
+    width, height = size
+    u = width / 336
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    dark, light, *colors = _PALETTES[page.palette % len(_PALETTES)]
+    margin = 18 * u
+    y = 14 * u
+    title_font = _font(page.font, True, round(page.title_size * width))
+    lines = _wrap_to(draw, page.title, title_font, width - 2 * margin)
+    line_height = title_font.size * 1.2
+    if page.band:
+        draw.rectangle((0, 0, width, y + line_height * len(lines) + 6 * u), fill=light)
+    for line in lines:
+        x = (width - _text_width(draw, line, title_font)) / 2 if page.centered else margin
+        draw.text((x, y), line, font=title_font, fill=dark)
+        y += line_height
+    footer = _font(page.font, False, round(9 * u))
+    label = f"page {page.index + 1}"
+    draw.text(((width - _text_width(draw, label, footer)) / 2, height - 18 * u), label, font=footer, fill="#666666")
+    if page.kind == "cover":  # the title alone, as for report pages
+        return image
+    y += 12 * u
+    bottom = height - 24 * u
+    # The blocks share the space left: 2 or 3 facts on every page of the same height.
+    block = (bottom - y) / max(3, len(page.facts))
+    for fact in page.facts:
+        # The heading's size is the company's; a long metric name is set smaller to fit the width.
+        size = round(page.heading_size * width)
+        heading = _font(page.font, True, size)
+        room = width - 2 * margin
+        if _text_width(draw, fact.metric, heading) > room:
+            heading = _font(page.font, True, int(size * room / _text_width(draw, fact.metric, heading)))
+        draw.text((margin, y), fact.metric, font=heading, fill=dark)
+        top = y + heading.size * 1.25
+        _fact_body(draw, page.font, fact, margin, top, width - 2 * margin, y + block - 8 * u - top, u, colors)
+        y += block
+    return image
+
+
+def _fact_body(
+    draw: ImageDraw.ImageDraw, font: int, fact: Fact, x: float, y: float, w: float, h: float, u: float, colors
+) -> None:
+    """One fact's values under its heading: a one-row table, a small bar chart, or a sentence."""
+    small = _font(font, False, round(9 * u))
+    if fact.kind == "table":
+        row = small.size * 1.7
+        cell = w / len(YEARS)
+        for r, texts in enumerate(([str(year) for year in YEARS], [f"{v:g}" for v in fact.values])):
+            for c, text in enumerate(texts):
+                left, top = x + c * cell, y + r * row
+                draw.rectangle(
+                    (left, top, left + cell, top + row), outline="#555555", fill="#e8e8e8" if r == 0 else None
+                )
+                draw.text(
+                    (left + (cell - _text_width(draw, text, small)) / 2, top + (row - small.size) / 2),
+                    text,
+                    font=small,
+                    fill="black",
+                )
+    elif fact.kind == "chart":
+        base = y + max(h, 30 * u) - small.size * 1.5
+        peak = max(fact.values) * 1.05
+        slot = w / len(YEARS)
+        for i, (year, value) in enumerate(zip(YEARS, fact.values)):
+            left = x + i * slot + slot * 0.2
+            draw.rectangle(
+                (left, base - (base - y) * value / peak, left + slot * 0.6, base), fill=colors[i % len(colors)]
+            )
+            label = str(year)
+            draw.text(
+                (left + slot * 0.3 - _text_width(draw, label, small) / 2, base + 2 * u), label, font=small, fill="black"
+            )
+    else:
+        body = _font(font, False, round(10 * u))
+        for line in _wrap_to(draw, f"{fact.sentence} ({fact.unit})", body, w)[:3]:
+            draw.text((x, y), line, font=body, fill="#222222")
+            y += body.size * 1.3
 
 
 def _table(draw: ImageDraw.ImageDraw, page: ReportPage, x: float, y: float, w: float, u: float) -> float:
