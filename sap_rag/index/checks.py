@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import reprlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -210,9 +211,28 @@ def _as_list(value: Any) -> Any:
 # --- text, keys, JSON metadata (shared by filters, doc ids and queries) ---------------------------
 
 
+class _BoundedRepr(reprlib.Repr):
+    """``reprlib`` limits with ints of any size: ``repr()`` refuses ints of more than 4300 digits."""
+
+    def repr_int(self, x: int, level: int) -> str:
+        return f"<an integer of {x.bit_length()} bits>" if x.bit_length() > 256 else super().repr_int(x, level)
+
+
+_SHORT_REPR = _BoundedRepr()
+_SHORT_REPR.maxlevel = 3  # a value nested thousands deep is shown as [[[...]]], never recursed into
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 200
+
+
 def short_repr(x: Any, limit: int = 60) -> str:
-    """``repr(x)``, cut to ``limit`` characters."""
-    text = repr(x)
+    """``repr(x)``, cut to ``limit`` characters; containers are shown at most three levels deep, so
+    a crafted value nested thousands deep costs no recursion.
+
+    >>> v = [1]
+    >>> for _ in range(10_000): v = [v]
+    >>> short_repr(v)
+    '[[[[...]]]]'
+    """
+    text = repr(x) if isinstance(x, (str, float, bool, type(None))) else _SHORT_REPR.repr(x)
     return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
@@ -232,7 +252,7 @@ def check_text(s: str, what: str) -> str:
 def check_key(key: Any, what: str) -> str:
     """A metadata or filter key that can be filtered on (the rules: :mod:`sap_rag.index.filters`), or an error."""
     if not isinstance(key, str) or not key:
-        raise InvalidInputError(f"{what} keys must be non-empty strings, got {key!r}")
+        raise InvalidInputError(f"{what} keys must be non-empty strings, got {short_repr(key)}")
     check_text(key, f"{what} key")
     if key.startswith("$"):
         raise InvalidInputError(
@@ -263,7 +283,7 @@ def check_int64(value: int, where: str) -> int:
     """``value`` if it fits Qdrant's signed 64-bit integers, else an error naming ``where``."""
     if not INT64_MIN <= value <= INT64_MAX:
         raise InvalidInputError(
-            f"{where}: {value} is outside the 64-bit integer range Qdrant stores (-2**63 .. 2**63-1); "
+            f"{where}: {short_repr(value)} is outside the 64-bit integer range Qdrant stores (-2**63 .. 2**63-1); "
             "store and filter such numbers as strings"
         )
     return value

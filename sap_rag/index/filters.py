@@ -239,6 +239,12 @@ def _eq_value(value: Any, where: str) -> Scalar:
 
 def _any_values(value: Any, where: str) -> tuple[Scalar, ...]:
     items = [plain_scalar(v) for v in value]
+    nested = next((v for v in items if isinstance(v, (Mapping, list, tuple, set, frozenset))), None)
+    if nested is not None:
+        raise InvalidInputError(
+            f"{where} must list plain values (strings or integers), but it holds a {type(nested).__name__} "
+            f"{short_repr(nested)}; filters match scalars, they cannot compare nested lists or dicts"
+        )
     if not items:
         raise InvalidInputError(f"{where} is an empty list, which matches nothing; drop the key instead")
     if all(isinstance(v, str) for v in items):
@@ -316,7 +322,7 @@ def _operators(path: str, ops: Mapping[Any, Any], where: str) -> tuple[Condition
     out: list[Condition] = []
     bounds: dict[str, int | float] = {}
     for op, value in ops.items():
-        at = f"{where}[{op!r}]"
+        at = f"{where}[{short_repr(op)}]"
         if op == "$eq":
             out.append(FieldMatch(path, (_eq_value(value, at),)))
         elif op == "$ne":

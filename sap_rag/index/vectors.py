@@ -15,6 +15,7 @@ from ..pipeline.arrays import as_matrix  # re-exported: it lived here
 from .options import StorageType
 
 __all__ = [
+    "FLOAT16_MAX",
     "POOLING_KIND",
     "SUMMARY_KIND",
     "as_matrix",
@@ -35,15 +36,39 @@ POOLING_ITERATIONS = 10
 """Lloyd iterations of the pooling k-means (it usually settles in fewer)."""
 
 
-def to_storage(array: np.ndarray, storage: StorageType) -> np.ndarray:
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+"""65504: float16 (and int8, whose rescoring copy is float16) storage holds no larger magnitude."""
+
+
+def to_storage(array: np.ndarray, storage: StorageType, what: str = "the vectors") -> np.ndarray:
     """Round a float32 array to the precision the engine stores (float16 for float16 and int8).
+
+    Raises:
+        InvalidInputError: a value is NaN or infinite, or (float16 and int8 storage) beyond
+            float16's range, where it would round to infinity: a page so stored is never found, a
+            query so rounded finds nothing.
 
     >>> to_storage(np.array([1/3], np.float32), StorageType.FLOAT16).item()
     0.333251953125
     """
     if storage is StorageType.FLOAT32:
-        return array.astype(np.float32, copy=False)
-    return array.astype(np.float16).astype(np.float32)
+        out = array.astype(np.float32, copy=False)
+        if not np.isfinite(out).all():
+            raise InvalidInputError(f"{what} contain NaN or infinite values")
+        return out
+    with np.errstate(over="ignore"):
+        half = array.astype(np.float16)
+    if not np.isfinite(half).all():
+        if not np.isfinite(array).all():
+            raise InvalidInputError(f"{what} contain NaN or infinite values")
+        largest = float(np.abs(array).max())
+        raise InvalidInputError(
+            f"{what} hold values up to {largest:.6g} in magnitude, beyond the range of the index's "
+            f"{storage.value} storage (float16, at most {FLOAT16_MAX:g}): rounded to infinity they score nothing, so "
+            "such a page is never found and such a query finds nothing; normalise the vectors (embeddings are "
+            "usually unit length), or create the index with storage='float32'"
+        )
+    return half.astype(np.float32)
 
 
 def page_summary(anchors: np.ndarray, storage: StorageType) -> np.ndarray:

@@ -21,8 +21,10 @@ __all__ = [
     "MAX_ASPECT_RATIO",
     "MAX_PAGE_PIXELS",
     "MIN_PAGE_SIDE",
+    "check_page_size",
     "load_image",
     "pad_to_aspect",
+    "padded_size",
     "path_label",
 ]
 
@@ -45,6 +47,18 @@ def path_label(path: str | os.PathLike) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def padded_size(width: int, height: int, max_ratio: float = MAX_ASPECT_RATIO) -> tuple[int, int]:
+    """The ``(width, height)`` :func:`pad_to_aspect` gives a page of this size.
+
+    >>> padded_size(4000, 100)
+    (4000, 200)
+    """
+    return (
+        max(width, MIN_PAGE_SIDE, math.ceil(height / max_ratio)),
+        max(height, MIN_PAGE_SIDE, math.ceil(width / max_ratio)),
+    )
+
+
 def pad_to_aspect(image: Image.Image, max_ratio: float = MAX_ASPECT_RATIO) -> Image.Image:
     """``image`` centred on a white canvas whose long side is at most ``max_ratio`` times its short side.
 
@@ -52,8 +66,7 @@ def pad_to_aspect(image: Image.Image, max_ratio: float = MAX_ASPECT_RATIO) -> Im
     page keeps its resolution and stays searchable; an image within bounds is returned as is.
     """
     width, height = image.size
-    new_width = max(width, MIN_PAGE_SIDE, math.ceil(height / max_ratio))
-    new_height = max(height, MIN_PAGE_SIDE, math.ceil(width / max_ratio))
+    new_width, new_height = padded_size(width, height, max_ratio)
     if (new_width, new_height) == (width, height):
         return image
     canvas = Image.new("RGB", (new_width, new_height), "white")
@@ -85,7 +98,7 @@ def load_image(source: Any, *, name: str | None = None) -> Image.Image:
         label = name or path_text or type(source).__name__
     if isinstance(source, Image.Image):
         image = source
-        _check_size(image, label)
+        check_page_size(image, label)
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
@@ -111,7 +124,13 @@ def load_image(source: Any, *, name: str | None = None) -> Image.Image:
     return pad_to_aspect(rgb)
 
 
-def _check_size(image: Image.Image, label: str) -> None:
+def check_page_size(image: Image.Image, label: str) -> None:
+    """Refuse an image (opened, not yet decoded) with too many pixels, or too many once padded to
+    :data:`MAX_ASPECT_RATIO`, or none; ``label`` names it in the error.
+
+    Raises:
+        UnreadableInputError: the size is refused (nothing is decoded before this check).
+    """
     width, height = image.size
     if width < 1 or height < 1:
         raise UnreadableInputError(f"{label}: the image has no pixels ({width} x {height}); give a real page image")
@@ -119,6 +138,15 @@ def _check_size(image: Image.Image, label: str) -> None:
         raise UnreadableInputError(
             f"{label}: {width} x {height} pixels is too large to decode safely (limit {MAX_PAGE_PIXELS:,} pixels, "
             "a possible decompression bomb); downscale the image first"
+        )
+    # Checked before the pixels are decoded or the canvas made: a long strip within the limit can
+    # need a padded page far beyond it (and the error must name the file, not a later content id).
+    padded = padded_size(width, height)
+    if padded[0] * padded[1] > MAX_PAGE_PIXELS:
+        raise UnreadableInputError(
+            f"{label}: {width} x {height} pixels is too long or wide to index: padded to an aspect ratio of at most "
+            f"{MAX_ASPECT_RATIO:g}:1 it becomes {padded[0]} x {padded[1]} pixels, above the limit of "
+            f"{MAX_PAGE_PIXELS:,}; crop it into several pages or downscale it first"
         )
 
 
@@ -139,5 +167,5 @@ def _open(fp: Any, label: str) -> Image.Image:
         ) from exc
     except OSError as exc:
         raise UnreadableInputError(f"{label}: cannot be read ({exc})") from exc
-    _check_size(image, label)
+    check_page_size(image, label)
     return image

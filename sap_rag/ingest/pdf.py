@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import InvalidInputError, UnreadableInputError
-from .images import MAX_PAGE_PIXELS, pad_to_aspect, path_label
+from .images import MAX_PAGE_PIXELS, pad_to_aspect, padded_size, path_label
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +83,11 @@ def render_pdf(
             page = document[index]
             width, height = page.get_size()  # points, 1/72 inch
             scale = dpi / 72
-            pixels = width * scale * height * scale
+            # The page as indexed: after padding to MAX_ASPECT_RATIO, a long strip takes far more pixels.
+            padded = padded_size(max(1, round(width * scale)), max(1, round(height * scale)))
+            pixels = padded[0] * padded[1]
             if pixels > MAX_PAGE_PIXELS:
-                scale *= (MAX_PAGE_PIXELS / pixels) ** 0.5
+                scale *= 0.999 * (MAX_PAGE_PIXELS / pixels) ** 0.5  # 0.999: room for rounding to pixels
                 logger.warning("%s: page %d is very large; rendered at %.0f dpi", label, index + 1, scale * 72)
             try:
                 images.append(pad_to_aspect(page.render(scale=scale).to_pil().convert("RGB")))
