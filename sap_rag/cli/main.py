@@ -23,12 +23,14 @@ EPILOG = """examples:
   sap-rag show --index ./idx --doc DOC_ID --page 1 --out overlay.png
   sap-rag calibrate --model vidore/colqwen2-v1.0 --pairs pairs.jsonl --out calib.json --plot sr.png
   sap-rag eval --dataset data/vidore_v2 --model vidore/colqwen2-v1.0 --pruners all --out out/eval
+  sap-rag serve --index ./idx                           # HTTP API, web page and MCP on 127.0.0.1:8000
+  sap-rag mcp --index ./idx                             # MCP tools over stdio, for desktop agents
 
 Run 'sap-rag COMMAND --help' for each command's options and examples."""
 
 
 def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from . import calibrate_cmd, eval_cmd, index_cmds, inspect_cmds, scale_cmds
+    from . import calibrate_cmd, eval_cmd, index_cmds, inspect_cmds, mcp_cmd, scale_cmds, serve_cmd
 
     return [
         index_cmds.register,
@@ -36,6 +38,8 @@ def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
         calibrate_cmd.register,
         eval_cmd.add_eval_parser,
         scale_cmds.register,
+        serve_cmd.register,
+        mcp_cmd.register,
     ]
 
 
