@@ -148,7 +148,7 @@ def _damage(export: Path, column: str, value) -> None:
         ("image_name", "../../etc/passwd", "invalid page image"),
         ("payload", json.dumps({"gen": 5}), "payload"),
         ("doc_id", "doc-0", "not one run"),
-        ("page_number", 9, "out of order"),
+        ("page_number", 0, "page number 0"),
     ],
 )
 def test_a_damaged_export_is_refused_and_creates_nothing(tmp_path, column, value, message):

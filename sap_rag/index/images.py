@@ -27,9 +27,11 @@ from .errors import IndexFormatError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ImageStore", "is_image_name"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageStore", "is_image_name"]
 
-_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
+IMAGE_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
+"""The file extension the store gives each image format it keeps byte for byte (others become PNG)."""
+_EXTENSIONS = IMAGE_EXTENSIONS
 _NAME = re.compile(r"[0-9a-f]{64}\.(?:" + "|".join(sorted(set(_EXTENSIONS.values()))) + ")")
 
 

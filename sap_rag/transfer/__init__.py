@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from .exporter import ExportReport, export_index
 from .format import ImageMode, TransferError
-from .importer import ImportReport, import_index, read_export_info
+from .importer import ImportReport, import_index
+from .marker import incomplete_import
+from .reader import ExportInfo, read_export_info
 
 __all__ = [
+    "ExportInfo",
     "ExportReport",
     "ImageMode",
     "ImportReport",
     "TransferError",
     "export_index",
     "import_index",
+    "incomplete_import",
     "read_export_info",
 ]

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MissingDependencyError
 from ..index._fs import atomic_write_bytes
-from ..index.registry import point_ids
+from ..index.registry import page_point_id
 from ..progress import progress
 from .format import (
     DOCUMENTS_FILE,
@@ -35,7 +37,14 @@ logger = logging.getLogger(__name__)
 __all__ = ["ExportReport", "export_index"]
 
 ROW_GROUP_PAGES = 256
-"""Pages read from the engine and written per Parquet row group: bounds the export's memory."""
+"""Pages read from the engine and written per Parquet row group, at most: bounds the export's memory."""
+
+ROW_GROUP_VALUES = 1 << 23
+"""Vector components (anchors and pooled) from which a row group is written before it has
+:data:`ROW_GROUP_PAGES` pages: an import decodes a row group at a time (32 MB of float32 here)."""
+
+ROW_GROUP_BYTES = 64 << 20
+"""Embedded image bytes from which a row group is written early."""
 
 
 @dataclass
@@ -87,35 +96,70 @@ def export_index(
     mode = ImageMode.parse(images)
     started = time.perf_counter()
     root = Path(out)
+    _check_outside(root, Path(index.path))
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise TransferError(f"{root} exists and is not an empty directory; export into a new directory")
+    created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
+    try:
+        return _export(index, root, mode, show_progress, started, pa, pq)
+    except BaseException:
+        # A failed export leaves nothing: the files it wrote (and the folder, if it made it) go.
+        for name in (PAGES_FILE, DOCUMENTS_FILE, "manifest.json", EXPORT_FILE):
+            (root / name).unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):
+                root.rmdir()
+        raise
+
+
+def _check_outside(out: Path, index_path: Path) -> None:
+    """Refuse an export folder inside the index (the engine deletes folders it does not know
+    under its own, and the index's files are no place for a copy of it), links resolved."""
+    target = out.resolve()
+    inside = index_path.resolve()
+    if target == inside or target.is_relative_to(inside):
+        raise TransferError(
+            f"{out} is inside the index {index_path} (resolved: {target}); export to a folder outside the index"
+        )
+
+
+def _export(
+    index: SAPIndex, root: Path, mode: ImageMode, show_progress: bool, started: float, pa: Any, pq: Any
+) -> ExportReport:
+    """The body of :func:`export_index` (``root`` is an empty directory)."""
     report = ExportReport(path=root)
     dim = index.dim
     records = committed_records(index)
     total = sum(r.num_pages for r in records)
     schema = pages_schema(dim)
     rows: list[dict[str, Any]] = []
+    values = image_bytes = 0
     with (
         pq.ParquetWriter(root / PAGES_FILE, schema) as writer,
         progress(total=total, desc="exporting", unit="page", enabled=show_progress) as bar,
     ):
         for record in records:
-            points = index.backend.retrieve_points(point_ids(record.gen, record.num_pages))
-            if len(points) != record.num_pages:
+            numbers = record.page_numbers  # with gaps where pages were deleted: page ids travel as they are
+            points = index.backend.retrieve_points([page_point_id(record.gen, n) for n in numbers])
+            found = [int(p.payload.get("page_number", 0)) for p in points]
+            if found != numbers:
                 raise TransferError(
-                    f"document {record.doc_id!r} has {record.num_pages} pages in the registry but {len(points)} in "
-                    "the engine; run `sap-rag check --repair` (SAPIndex.check) before exporting"
+                    f"document {record.doc_id!r} has pages {numbers} in the registry but {found} in the engine; run "
+                    "`sap-rag check --repair` (SAPIndex.check) before exporting"
                 )
             for point in points:
-                rows.append(_page_row(index, point, mode, report))
+                row = _page_row(index, point, mode, report)
+                rows.append(row)
+                values += row["anchors"].size + (0 if row["pooled"] is None else row["pooled"].size)
+                image_bytes += len(row["image"] or b"")
+                if len(rows) >= ROW_GROUP_PAGES or values >= ROW_GROUP_VALUES or image_bytes >= ROW_GROUP_BYTES:
+                    writer.write_table(_table(pa, schema, rows, dim))
+                    rows, values, image_bytes = [], 0, 0
             report.documents += 1
-            report.pages += record.num_pages
+            report.pages += len(numbers)
             report.vectors += record.num_vectors
-            if len(rows) >= ROW_GROUP_PAGES:
-                writer.write_table(_table(pa, schema, rows, dim))
-                rows = []
-            bar.update(record.num_pages)
+            bar.update(len(numbers))
         if rows:
             writer.write_table(_table(pa, schema, rows, dim))
     documents = pa.table(
@@ -137,6 +181,7 @@ def export_index(
         "dim": dim,
         "images": mode.value,
         "source_index": str(Path(index.path).resolve()),
+        "export_id": uuid.uuid4().hex,
     }
     atomic_write_bytes(root / EXPORT_FILE, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
     report.bytes = sum((root / name).stat().st_size for name in (PAGES_FILE, DOCUMENTS_FILE))

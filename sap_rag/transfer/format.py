@@ -35,7 +35,6 @@ __all__ = [
     "ImageMode",
     "TransferError",
     "check_image_name",
-    "matrices_from_arrow",
     "matrices_to_arrow",
     "pages_schema",
 ]
@@ -113,29 +112,3 @@ def matrices_to_arrow(matrices: list[np.ndarray | None], dim: int) -> Any:
         offsets.append(offsets[-1] + (0 if m is None else int(m.shape[0])))
     mask = pa.array([m is None for m in matrices])
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), rows, mask=mask)
-
-
-def matrices_from_arrow(column: Any, dim: int, what: str) -> list[np.ndarray | None]:
-    """The inverse of :func:`matrices_to_arrow` (``column``: a ListArray or ChunkedArray chunk)."""
-    import pyarrow as pa
-
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    if not pa.types.is_list(column.type) or not pa.types.is_fixed_size_list(column.type.value_type):
-        raise TransferError(f"the export's {what} column has type {column.type}, not a list of vectors")
-    if column.type.value_type.list_size != dim:
-        raise TransferError(
-            f"the export's {what} vectors have dim {column.type.value_type.list_size}, its manifest says {dim}"
-        )
-    lengths = column.value_lengths().to_numpy(zero_copy_only=False)  # NaN where null
-    values = column.flatten().flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    out: list[np.ndarray | None] = []
-    start = 0
-    for i in range(len(column)):
-        if not column[i].is_valid:
-            out.append(None)
-            continue
-        n = int(lengths[i])
-        out.append(values[start * dim : (start + n) * dim].reshape(n, dim).copy())
-        start += n
-    return out
