@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,14 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.stores import InMemoryStore
 from langchain_core.tools import create_retriever_tool
-from langchain_sap_rag import SAPPageLoader, SAPRetriever, SAPVectorStore, create_page_retriever_tool
+from langchain_sap_rag import (
+    DEFAULT_MAX_SIDE,
+    SAPPageLoader,
+    SAPRetriever,
+    SAPVectorStore,
+    create_page_retriever_tool,
+)
+from PIL import Image
 from pydantic import Field
 
 from sap_rag import SAPIndex
@@ -184,9 +192,14 @@ def test_page_retriever_tool_gives_the_model_page_text_and_images(store, folder)
     assert len(texts) == len(images) == 3
     for doc, text, image in zip(docs, texts, images):
         assert doc.id in text and doc.page_content in text
-        assert base64.b64decode(image["base64"]) == Path(doc.metadata["image_path"]).read_bytes()
+        sent = Image.open(io.BytesIO(base64.b64decode(image["base64"])))
+        stored = Image.open(doc.metadata["image_path"])
+        assert max(sent.size) <= DEFAULT_MAX_SIDE and sent.size == stored.size  # small pages go at full size
         assert "image_base64" not in doc.metadata  # the image is in the content, not in the artifact's metadata
     assert [b["type"] for b in message.content_blocks] == ["text", "image"] * 3  # standard content blocks
+    exact = _call(create_page_retriever_tool(retriever, max_side=None, quality=None), QUERY)
+    for doc, block in zip(exact.artifact, [b for b in exact.content if b["type"] == "image"]):
+        assert base64.b64decode(block["base64"]) == Path(doc.metadata["image_path"]).read_bytes()
     text_only = _call(create_page_retriever_tool(retriever, images=False), QUERY)
     assert [b["type"] for b in text_only.content] == ["text"] * 3
     async_message = asyncio.run(

@@ -74,24 +74,60 @@ def test_search_returns_page_documents(store, files):
     assert [d.id for d in store.similarity_search(QUERY, k=4)] == [d.id for d, _ in with_score]
 
 
-def test_ids_upsert_get_and_delete(store, files):
+def test_ids_round_trip_through_add_search_get_and_delete(store, files):
+    """The id a Document is added with is the id it comes back with (as langchain-qdrant's); the page
+    id stays in the metadata, and the page it names in its file is the page it cites."""
     pdf, png = files
-    doc = Document(page_content="the first page", metadata={"source": str(pdf), "page": 0, "team": "a"})
+    doc = Document(page_content="the second page", metadata={"source": str(pdf), "page": 1, "team": "a"})
     assert store.add_documents([doc], ids=["x"]) == ["x"]
-    (page,) = store.get_by_ids(["x"])  # a document id stands for its pages
-    assert page.id == "x:p1" and page.page_content == "the first page" and page.metadata["team"] == "a"
-    # Re-adding the id replaces the document (upsert), here with another page and text.
+    assert doc.id is None  # the caller's Document is not changed
+    (page,) = store.get_by_ids(["x"])
+    assert page.id == "x" and page.page_content == "the second page" and page.metadata["team"] == "a"
+    assert page.metadata["page_id"] == "x:p1" and page.metadata["page_number"] == 2 and page.metadata["page"] == 1
+    assert "langchain_page" not in page.metadata  # the adapter's own key stays inside
+    (hit,) = store.similarity_search(QUERY, k=1)
+    assert hit == page.model_copy(
+        update={"metadata": {**page.metadata, **{k: hit.metadata[k] for k in ("score", "relevance")}}}
+    )
+    # Re-adding the id replaces the document (upsert), here with another page and no text of its own.
     other = Document(page_content="", metadata={"source": str(pdf), "page": 2}, id="x")
     assert store.add_documents([other]) == ["x"]
-    (page,) = store.get_by_ids(["x:p1"])
-    assert page.page_content == "Hospital survey" and "team" not in page.metadata  # its own text layer
-    assert len(store.index) == 1
+    (page,) = store.get_by_ids(["x"])
+    assert (page.id, page.page_content, page.metadata["page_number"]) == ("x", "Hospital survey", 3)
+    assert "team" not in page.metadata and len(store.index) == 1
     store.add_documents([Document(page_content="chart", metadata={"file_path": str(png)})], ids=["y"])
-    assert {d.id for d in store.get_by_ids(["x:p1", "y:p1", "missing", "nope:p3"])} == {"x:p1", "y:p1"}
-    assert store.delete(["x:p1", "unknown-id"]) is True  # by page id; unknown ids are skipped
-    assert store.get_by_ids(["x"]) == [] and len(store.index) == 1
-    store.delete(["y"])  # by document id
+    assert {d.id for d in store.get_by_ids(["x", "y:p1", "missing", "nope:p3"])} == {"x", "y"}
+    assert store.delete(["x", "unknown-id"]) is True  # by the id it was added with; unknown ids are skipped
+    assert store.get_by_ids(["x"]) == [] and [d.id for d in store.similarity_search(QUERY, k=5)] == ["y"]
+    store.delete(["y:p1"])  # by page id
     assert len(store.index) == 0
+
+
+def test_given_page_text_is_stored_without_ids(store, files):
+    """A Document's own page_content (an OCR text, a caption) is its page's text, with or without ids;
+    the file's other pages keep their text layer, and chunks of one page are joined."""
+    pdf, png = files
+    docs = [
+        Document(page_content="caption: a bar chart", metadata={"source": str(png)}),
+        Document(page_content="OCR: revenue grew", metadata={"source": str(pdf), "page": 0}),
+        Document(page_content="OCR: by sector", metadata={"source": str(pdf), "page": 1}),
+        Document(page_content="and more", metadata={"source": str(pdf), "page": 1}),
+    ]
+    ids = store.add_documents(docs)
+    # A Document naming no page gets its file's document id, one naming a page that page's id.
+    assert len(ids) == 4 and ids[2] == ids[3] and ":p" not in ids[0] and ids[2].endswith(":p2")
+    texts = {d.id: d.page_content for d in store.get_by_ids(ids)}
+    assert texts[f"{ids[0]}:p1"] == "caption: a bar chart" and texts[ids[1]] == "OCR: revenue grew"
+    assert texts[ids[2]] == "OCR: by sector\n\nand more"
+    doc_id = store.get_by_ids([ids[1]])[0].metadata["doc_id"]
+    assert [d.page_content for d in store.get_by_ids([doc_id])][2] == "Hospital survey"  # its text layer
+    assert store.add_documents(docs) == ids and len(store.index) == 4  # the same again: nothing changes
+    store.add_documents([Document(page_content="a new caption", metadata={"source": str(png)})])
+    assert [d.page_content for d in store.get_by_ids([ids[0]])] == ["a new caption"] and len(store.index) == 4
+    # SAPPageLoader's own texts (text layer, labels) are what the file says: no rewrite, same ids.
+    loaded = SAPPageLoader([pdf]).load()
+    assert [d.id for d in loaded] == [d.metadata["page_id"] for d in loaded]
+    assert store.add_documents(loaded) == [d.id for d in loaded] == [f"{doc_id}:p{n}" for n in (1, 2, 3)]
 
 
 def test_delete_one_page_of_a_file(store, files):
@@ -202,7 +238,7 @@ def test_async_variants_match_sync(store, files):
     assert [d.id for d in asyncio.run(store.asimilarity_search(QUERY, k=3))] == expected
     scored = asyncio.run(store.asimilarity_search_with_relevance_scores(QUERY, k=3))
     assert [d.id for d, _ in scored] == expected and all(0 <= r <= 1 for _, r in scored)
-    assert [d.id for d in asyncio.run(store.aget_by_ids(["a"]))] == ["a:p1"]
+    assert [d.id for d in asyncio.run(store.aget_by_ids(["a"]))] == ["a"]
     assert asyncio.run(store.as_retriever(search_kwargs={"k": 3}).ainvoke(QUERY))[0].id == expected[0]
     asyncio.run(store.adelete(["a"]))
     assert store.get_by_ids(["a"]) == []
@@ -240,7 +276,7 @@ def test_from_documents_and_from_texts(tmp_path, tiny_encoder, files):
     with SAPVectorStore.from_texts(
         ["my caption"], metadatas=[{"source": str(png)}], ids=["c"], index_path=tmp_path / "b", encoder=tiny_encoder
     ) as vs:
-        assert [(d.id, d.page_content) for d in vs.get_by_ids(["c"])] == [("c:p1", "my caption")]
+        assert [(d.id, d.page_content) for d in vs.get_by_ids(["c"])] == [("c", "my caption")]
     with pytest.raises(InvalidInputError, match="embedding"):
         SAPVectorStore.from_texts(["x"], embedding=object(), index_path=tmp_path / "c")
     assert not (tmp_path / "c").exists()

@@ -9,12 +9,14 @@
 - :func:`page_image_blocks` / :func:`page_images_message` / :func:`page_content_blocks`: retrieved
   pages as multimodal message content for a chat model, e.g. in an LCEL chain.
 
-Every retrieved ``Document`` is one page: ``page_content`` its text, ``id`` its page id, and
-metadata with ``page_id``, ``doc_id``, ``page_number``, ``score``, ``relevance`` and ``image_path``.
-All behaviour lives in ``sap_rag``; this package translates types and call conventions.
+Every retrieved ``Document`` is one page: ``page_content`` its text, ``id`` the id it was added
+with (else its page id), and metadata with ``page_id``, ``doc_id``, ``page_number``, ``score``,
+``relevance`` and ``image_path``. Page images sent to models are bounded (``max_side``,
+``quality``). All behaviour lives in ``sap_rag``; this package translates types and call conventions.
 """
 
 from .documents import hit_to_document
+from .images import DEFAULT_MAX_SIDE, DEFAULT_QUALITY
 from .loaders import SAPPageLoader
 from .messages import page_content_blocks, page_image_blocks, page_images_message
 from .retrievers import SAPRetriever
@@ -22,6 +24,8 @@ from .tools import create_page_retriever_tool
 from .vectorstores import SAPVectorStore, SAPVectorStoreRetriever
 
 __all__ = [
+    "DEFAULT_MAX_SIDE",
+    "DEFAULT_QUALITY",
     "SAPPageLoader",
     "SAPRetriever",
     "SAPVectorStore",

@@ -3,17 +3,23 @@
 Two cases, by whether the caller gives ids (``ids=...`` or ``Document.id``; LangChain's indexing API
 always does):
 
-- **Without ids**, Documents naming the same file (a PDF loader's pages) index that file as one
-  document, exactly as ``SAPIndex.add_documents`` does for a path: its id is a hash of the file's
-  content, so adding it again is a no-op and a changed file replaces its old pages. Each Document
-  gets back the id of the page it names (``<doc_id>:p<n>``), or the document id when it names no page.
+- **Without ids** (or with the page id the Document's page gets this way, as ``SAPPageLoader``
+  sets), Documents naming the same file index that file as one document, exactly as
+  ``SAPIndex.add_documents`` does for a path: its id is a hash of the file's content, so adding it
+  again is a no-op and a changed file replaces its old pages. A Document's own ``page_content`` (an
+  OCR text, a caption) is the text of the page it names; the file's other pages keep their PDF
+  text layer (or a label). Each Document gets back the id of the page it names
+  (``<doc_id>:p<n>``), or the document id when it names no page.
 - **With ids**, each Document is one document under that id holding the page it names (or every
   page of its file): adding the id again replaces it (an upsert), and ``delete([id])`` removes it.
-  The page text is the Document's ``page_content`` where it has one.
+  The page text is the Document's ``page_content`` where it has one. The index numbers the
+  document's one page 1, so the page the Document names in its file is stored as
+  ``langchain_page`` (see :data:`~.documents.LANGCHAIN_PAGE_KEY`): retrieved, the page cites it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,18 +30,28 @@ from langchain_core.documents import Document
 from sap_rag.errors import InvalidInputError, UnreadableInputError
 
 from ._core import index_paths
-from .documents import PAGE_METADATA_KEYS, PageRef, page_ref
+from .documents import LANGCHAIN_PAGE_KEY, PAGE_METADATA_KEYS, PageRef, page_ref
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["add_documents"]
 
-# Keys a retrieved Document carries that describe the hit, not the document: never stored.
-_DROPPED_KEYS = (*PAGE_METADATA_KEYS, "image_base64", "mime_type")
+# Keys a retrieved Document carries that describe the hit, not the document, and the key this
+# package keeps for itself: never stored from a Document's metadata.
+_DROPPED_KEYS = (*PAGE_METADATA_KEYS, "image_base64", "mime_type", LANGCHAIN_PAGE_KEY)
+
+# Keys about one page: not kept as a whole file's metadata (a file's pages differ in them).
+_PAGE_KEYS = ("page", "page_label")
 
 
 def _common_metadata(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The key/value pairs all of ``items`` agree on (per-file keys survive, per-page ones drop out)."""
     first = dict(items[0])
-    return {key: value for key, value in first.items() if all(key in m and m[key] == value for m in items[1:])}
+    return {
+        key: value
+        for key, value in first.items()
+        if key not in _PAGE_KEYS and all(key in m and m[key] == value for m in items[1:])
+    }
 
 
 def _stored_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -62,6 +78,7 @@ class _Files:
 
     def __init__(self) -> None:
         self._cache: dict[Path, Any] = {}
+        self._layers: dict[Path, list[str | None]] = {}
 
     def load(self, path: Path) -> Any:
         from sap_rag.ingest.documents import load_document
@@ -70,6 +87,16 @@ class _Files:
         if key not in self._cache:
             self._cache[key] = load_document(path)
         return self._cache[key]
+
+    def text_layer(self, path: Path) -> list[str | None]:
+        """Per page, the PDF text layer (None where there is none, and for an image file)."""
+        from sap_rag.ingest.text import is_pdf, pdf_page_texts
+
+        key = path.resolve()
+        if key not in self._layers:
+            loaded = self.load(path)
+            self._layers[key] = [t or None for t in pdf_page_texts(path)] if is_pdf(path) else [None] * loaded.num_pages
+        return self._layers[key]
 
 
 def _pages_of(ref: PageRef, loaded: Any) -> list[Any]:
@@ -82,17 +109,49 @@ def _pages_of(ref: PageRef, loaded: Any) -> list[Any]:
     return [loaded.pages[ref.page - 1]]
 
 
-def _texts(ref: PageRef, num_pages: int) -> list[str | None]:
-    """The page text: the Document's ``page_content`` for the one page it names (or its file's only
-    page), else the PDF text layer (None where there is none: the index labels the page)."""
+def _given_text(ref: PageRef, num_pages: int) -> str | None:
+    """The Document's own text for the one page it names (or its file's only page), if it has one."""
     if ref.text.strip() and (ref.page is not None or num_pages == 1):
-        return [ref.text]
-    from sap_rag.ingest.text import is_pdf, pdf_page_texts
+        return ref.text
+    return None
 
-    if not is_pdf(ref.path):
-        return [None] * num_pages
-    layer = [t or None for t in pdf_page_texts(ref.path)]
-    return layer if ref.page is None else [layer[ref.page - 1]]
+
+def _id_texts(ref: PageRef, files: _Files, num_pages: int) -> list[str | None]:
+    """Page texts of a Document added with an id: its own text, else the PDF text layer, else a
+    label naming the page of the file (not the document's page 1)."""
+    from sap_rag.pipeline.texts import page_label
+
+    given = _given_text(ref, num_pages)
+    if given is not None:
+        return [given]
+    layer = files.text_layer(ref.path)
+    if ref.page is None:
+        return list(layer)
+    return [layer[ref.page - 1] or page_label(ref.page, ref.path.name)]
+
+
+def _add_file_with_texts(
+    index: Any, path: Path, loaded: Any, metadata: dict[str, Any], given: dict[int, str], files: _Files
+) -> str:
+    """Index a file by content hash as ``SAPIndex.add_documents`` does, with ``given`` texts (page
+    number -> text) over its text layer. Unchanged (same id, same texts): nothing is written."""
+    from sap_rag.index.documents import AddReport, drop_older_versions
+    from sap_rag.pipeline.texts import page_texts
+
+    doc_id = loaded.doc_id
+    layer = files.text_layer(path)
+    texts = [given.get(n) or layer[n - 1] for n in range(1, loaded.num_pages + 1)]
+    stored = {"source": loaded.source, "filename": path.name, **metadata}
+    if doc_id in index:
+        from sap_rag import page_id
+
+        wanted = page_texts(texts, loaded.num_pages, path.name)
+        current = index.get_pages([page_id(doc_id, n) for n in range(1, loaded.num_pages + 1)])
+        if [p.text if p is not None else None for p in current] == wanted:
+            return doc_id
+    index.add_images(loaded.pages, doc_id=doc_id, metadata=stored, texts=texts)
+    drop_older_versions(index, loaded.source, doc_id, AddReport())
+    return doc_id
 
 
 def add_documents(index: Any, documents: Sequence[Document], ids: Sequence[str | None] | None) -> list[str]:
@@ -100,14 +159,15 @@ def add_documents(index: Any, documents: Sequence[Document], ids: Sequence[str |
 
     Every file is read and every Document checked before anything is written.
     """
+    from sap_rag import page_id
+    from sap_rag.index import validate_metadata
+
     if isinstance(documents, Document) or not isinstance(documents, Sequence):
         raise InvalidInputError(f"documents must be a list of Documents, got {type(documents).__name__}")
     given = _resolve_ids(documents, ids)
     refs = [page_ref(d, f"document {i}") for i, d in enumerate(documents)]
     files = _Files()
     # Pass 1: read every file and check the metadata, so a bad Document is found before any write.
-    from sap_rag.index import validate_metadata
-
     for i, ref in enumerate(refs):
         loaded = files.load(ref.path)
         _pages_of(ref, loaded)
@@ -115,6 +175,10 @@ def add_documents(index: Any, documents: Sequence[Document], ids: Sequence[str |
             validate_metadata(_stored_metadata(ref.metadata))
         except InvalidInputError as exc:
             raise InvalidInputError(f"document {i} ({ref.path}): {exc}") from exc
+        # The id the page gets when its file is indexed by path (SAPPageLoader's) is no id of its own.
+        own = loaded.doc_id if ref.page is None else page_id(loaded.doc_id, ref.page)
+        if given[i] == own:
+            given[i] = None
 
     out: list[str | None] = [None] * len(documents)
     # Without ids: one document per file, as SAPIndex.add_documents indexes a path.
@@ -122,25 +186,58 @@ def add_documents(index: Any, documents: Sequence[Document], ids: Sequence[str |
     for i, (ref, doc_id) in enumerate(zip(refs, given)):
         if doc_id is None:
             by_file.setdefault(ref.path.resolve(), []).append(i)
-    if by_file:
-        per_file = {
-            os.fspath(path): _common_metadata([_stored_metadata(refs[i].metadata) for i in members])
-            for path, members in by_file.items()
-        }
-        doc_ids = index_paths(index, list(per_file), per_file_metadata=per_file)
-        from sap_rag import page_id
-
-        for doc_id, members in zip(doc_ids, by_file.values()):
-            for i in members:
-                out[i] = doc_id if refs[i].page is None else page_id(doc_id, refs[i].page)
+    plain: dict[str, dict[str, Any]] = {}
+    file_ids: dict[Path, str] = {}
+    for path, members in by_file.items():
+        loaded = files.load(refs[members[0]].path)
+        metadata = _common_metadata([_stored_metadata(refs[i].metadata) for i in members])
+        texts = _file_texts([refs[i] for i in members], loaded, files)
+        if texts:
+            file_ids[path] = _add_file_with_texts(index, refs[members[0]].path, loaded, metadata, texts, files)
+        else:
+            plain[os.fspath(path)] = metadata
+    if plain:
+        for path, doc_id in zip(plain, index_paths(index, list(plain), per_file_metadata=plain)):
+            file_ids[Path(path)] = doc_id
+    for path, members in by_file.items():
+        for i in members:
+            doc_id = file_ids[path]
+            out[i] = doc_id if refs[i].page is None else page_id(doc_id, refs[i].page)
     # With ids: each Document is its own document under its id (re-adding the id replaces it).
     for i, (ref, doc_id) in enumerate(zip(refs, given)):
         if doc_id is None:
             continue
         loaded = files.load(ref.path)
         pages = _pages_of(ref, loaded)
-        metadata = {**_stored_metadata(ref.metadata), "source": loaded.source, "filename": ref.path.name}
-        texts = _texts(ref, len(pages))
-        index.add_images(pages, doc_id=doc_id, metadata=metadata, texts=texts)
+        metadata = {
+            **_stored_metadata(ref.metadata),
+            "source": loaded.source,
+            "filename": ref.path.name,
+            LANGCHAIN_PAGE_KEY: ref.page,
+        }
+        index.add_images(pages, doc_id=doc_id, metadata=metadata, texts=_id_texts(ref, files, loaded.num_pages))
         out[i] = doc_id
     return [i for i in out if i is not None]
+
+
+def _file_texts(refs: Sequence[PageRef], loaded: Any, files: _Files) -> dict[int, str]:
+    """Page number -> the text the Documents give it, where that is not what the file says anyway
+    (its text layer, or the label ``SAPPageLoader`` puts on a page without one). Several Documents
+    naming one page (a text splitter's chunks) give it their texts joined, in order."""
+    from sap_rag.ingest.text import clean_text
+    from sap_rag.pipeline.texts import page_label
+
+    layer = files.text_layer(refs[0].path)
+    by_page: dict[int, list[str]] = {}
+    for ref in refs:
+        text = _given_text(ref, loaded.num_pages)
+        if text is None:
+            continue
+        number = ref.page or 1
+        default = {clean_text(layer[number - 1] or ""), page_label(number, ref.path.name)}
+        if clean_text(text) in default:
+            continue
+        chunks = by_page.setdefault(number, [])
+        if text not in chunks:
+            chunks.append(text)
+    return {number: "\n\n".join(chunks) for number, chunks in by_page.items()}

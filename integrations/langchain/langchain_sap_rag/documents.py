@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import mimetypes
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,7 +13,14 @@ from langchain_core.documents import Document
 
 from sap_rag.errors import InvalidInputError
 
-__all__ = ["PAGE_METADATA_KEYS", "PATH_METADATA_KEYS", "PageRef", "hit_to_document", "page_ref"]
+__all__ = [
+    "LANGCHAIN_PAGE_KEY",
+    "PAGE_METADATA_KEYS",
+    "PATH_METADATA_KEYS",
+    "PageRef",
+    "hit_to_document",
+    "page_ref",
+]
 
 PATH_METADATA_KEYS = ("source", "file_path")
 """Metadata keys read, in this order, as the file a LangChain ``Document`` came from (loaders set ``source``)."""
@@ -22,38 +28,55 @@ PATH_METADATA_KEYS = ("source", "file_path")
 PAGE_METADATA_KEYS = ("page_id", "doc_id", "page_number", "score", "relevance", "image_path")
 """Keys every retrieved ``Document``'s metadata carries (over the document's own metadata)."""
 
+LANGCHAIN_PAGE_KEY = "langchain_page"
+"""Stored with a Document added with an id: the 1-based page of its file it holds (None: every page).
 
-def mime_type(path: str | os.PathLike) -> str:
-    return mimetypes.guess_type(os.fspath(path))[0] or "image/png"
+The index numbers a document's pages from 1, so the one page of a Document that names page 3 of
+a PDF is the document's page 1; this key keeps page 3, which retrieved Documents cite as
+``page_number`` (and a filter on ``page_number`` matches). Its presence also marks the document
+as added under a LangChain id, which retrieved Documents carry as their ``id``. Never returned in
+a Document's metadata.
+"""
 
 
-def hit_to_document(hit: Any, *, include_image: bool = False) -> Document:
+def hit_to_document(hit: Any, *, include_image: bool = False, index: Any = None) -> Document:
     """One ``SAPIndex`` page (a search hit or a ``get_pages`` record) as a LangChain ``Document``.
 
-    ``page_content`` is the page's text (its PDF text layer, else a short label; never empty), ``id``
-    its page id, and ``metadata`` the document's metadata plus ``page_id``, ``doc_id``,
-    ``page_number``, ``score`` (raw MaxSim; None for a page fetched by id), ``relevance`` (in [0, 1];
-    None likewise) and ``image_path`` (str, or None for a page stored without an image). With
-    ``include_image`` the metadata also holds ``image_base64`` and ``mime_type``; by default the image
-    stays on disk, out of callbacks and traces (the page tool puts it into message content instead).
+    ``page_content`` is the page's text (the text given when it was added, its PDF text layer, else
+    a short label; never empty). ``id`` is the id the page's Document was added with (a LangChain
+    id, e.g. the record manager's key after ``index()``), else the page id. ``metadata`` is the
+    document's metadata plus ``page_id``, ``doc_id``, ``page_number`` (the page of the file, as
+    cited), ``score`` (raw MaxSim; None for a page fetched by id), ``relevance`` (in [0, 1]; None
+    likewise) and ``image_path`` (str, or None for a page stored without an image or held by a
+    server). With ``include_image`` the metadata also holds ``image_base64`` and ``mime_type`` (from
+    ``index`` where the hit has no ``image_path``); by default the image stays out of callbacks and
+    traces (the page tool puts it into message content instead).
     """
+    from .images import page_image
+
+    stored = dict(hit.metadata or {})
+    added_with_id = LANGCHAIN_PAGE_KEY in stored
+    own_page = stored.pop(LANGCHAIN_PAGE_KEY, None)
+    page_number = own_page if isinstance(own_page, int) and not isinstance(own_page, bool) else hit.page_number
     image_path = os.fspath(hit.image_path) if hit.image_path is not None else None
     searched = hit.num_query_tokens > 0  # a page fetched by id has no score
     score = hit.score if searched else None
     relevance = hit.relevance if searched else None
     metadata = {
-        **(hit.metadata or {}),
+        **stored,
         "page_id": hit.page_id,
         "doc_id": hit.doc_id,
-        "page_number": hit.page_number,
+        "page_number": page_number,
         "score": float(score) if score is not None else None,
         "relevance": float(relevance) if relevance is not None else None,
         "image_path": image_path,
     }
-    if include_image and image_path is not None:
-        metadata["image_base64"] = base64.b64encode(Path(image_path).read_bytes()).decode("ascii")
-        metadata["mime_type"] = mime_type(image_path)
-    return Document(page_content=hit.text, metadata=metadata, id=hit.page_id)
+    if include_image:
+        image = page_image(metadata, hit.page_id, index)
+        if image is not None:
+            metadata["image_base64"] = base64.b64encode(image[0]).decode("ascii")
+            metadata["mime_type"] = image[1]
+    return Document(page_content=hit.text, metadata=metadata, id=hit.doc_id if added_with_id else hit.page_id)
 
 
 @dataclass(frozen=True)

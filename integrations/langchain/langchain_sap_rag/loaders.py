@@ -18,8 +18,12 @@ class SAPPageLoader(BaseLoader):
     ``page_content`` is the page's PDF text layer, else a label (``"page 1 of chart.png"``);
     ``metadata`` holds ``source`` (the absolute path), ``filename``, ``page`` (0-based, as
     LangChain's PDF loaders), ``total_pages`` and ``content_hash`` (of the file's bytes, as sap-rag's
-    document ids). Because the hash is in the metadata, LangChain's indexing API sees an edited
-    file, even an image whose Documents would otherwise look the same, as changed.
+    document ids) and ``page_id``, the id the page gets when its file is indexed by path or without
+    ids (``SAPVectorStore.add_paths``, ``add_documents(docs)``, ``SAPIndex.add_documents``, the
+    CLI): ``<content_hash>:p<n>``, also the Document's ``id``. So a text retriever over these
+    Documents fuses with the page retriever by page: ``EnsembleRetriever(..., id_key="page_id")``.
+    Because the hash is in the metadata, LangChain's indexing API sees an edited file, even an
+    image whose Documents would otherwise look the same, as changed.
 
     Pages are not rendered here (only counted); ``SAPVectorStore.add_documents`` renders the page
     each Document names.
@@ -29,7 +33,7 @@ class SAPPageLoader(BaseLoader):
         self.paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
 
     def lazy_load(self) -> Iterator[Document]:
-        from sap_rag.index.results import page_label
+        from sap_rag.index.results import page_id, page_label
         from sap_rag.ingest.documents import content_id, discover, load_document
         from sap_rag.ingest.text import is_pdf, pdf_page_texts
 
@@ -40,14 +44,17 @@ class SAPPageLoader(BaseLoader):
             else:
                 texts = [""] * load_document(path).num_pages  # an image file; a TIFF may hold several pages
             source = os.fspath(Path(path).resolve())
+            doc_id = content_id(data)
             for number, text in enumerate(texts, start=1):
                 yield Document(
+                    id=page_id(doc_id, number),
                     page_content=text or page_label(number, path.name),
                     metadata={
                         "source": source,
                         "filename": path.name,
                         "page": number - 1,
                         "total_pages": len(texts),
-                        "content_hash": content_id(data),
+                        "content_hash": doc_id,
+                        "page_id": page_id(doc_id, number),
                     },
                 )

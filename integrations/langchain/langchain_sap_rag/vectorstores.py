@@ -19,11 +19,11 @@ from sap_rag.errors import InvalidInputError
 from ._adding import add_documents
 from ._core import (
     SEARCH_OPTIONS,
+    IndexHandle,
     check_options,
     delete_ids,
     get_pages,
     index_paths,
-    open_index,
     open_or_create_index,
     search_pages,
 )
@@ -40,9 +40,12 @@ _RETRIEVER_OPTIONS = ("k", "score_threshold", *_QUERY_OPTIONS)
 class SAPVectorStore(VectorStore):
     """Pages of PDFs and images in a ``SAPIndex``, as a LangChain ``VectorStore``.
 
-    A page is a record: its id is ``<doc_id>:p<page_number>``, its ``page_content`` is the page's
-    text (PDF text layer, else a short label), and its metadata carries ``page_id``, ``doc_id``,
-    ``page_number``, ``score`` (raw MaxSim), ``relevance`` (in [0, 1]) and ``image_path``.
+    A page is a record: its ``id`` is the id its Document was added with (``add_documents(docs,
+    ids=[...])``, ``Document.id``, the record manager's key after LangChain's ``index()``), else its
+    page id ``<doc_id>:p<page_number>``; its ``page_content`` is the page's text (the text it was
+    added with, else its PDF text layer, else a short label), and its metadata is the Document's
+    plus ``page_id``, ``doc_id``, ``page_number`` (the page of the file), ``score`` (raw MaxSim),
+    ``relevance`` (in [0, 1]) and ``image_path``.
 
     Documents added name a file in ``metadata["source"]`` (what LangChain's loaders set) or
     ``metadata["file_path"]``, and a page in ``metadata["page"]`` (0-based, as the PDF loaders set);
@@ -55,12 +58,23 @@ class SAPVectorStore(VectorStore):
     so images stay out of callbacks and traces) and, for relevance searches, ``score_threshold``. An
     unknown keyword is an error.
 
+    Given a path, the store opens the index read-only (shared with retrievers and other
+    processes) and reopens it for writing the first time it writes (``add_*``, ``delete``); if others
+    have it open then, that write raises ``IndexLockedError`` saying so, and the store goes on
+    searching. ``read_only=True`` never writes; ``read_only=False`` opens for writing at once.
     ``close()`` (or ``with SAPVectorStore(...) as store:``) closes the index and releases its lock.
     """
 
-    def __init__(self, index: Any, **open_kwargs: Any) -> None:
-        """Wrap ``index``: a ``SAPIndex``, or the path of one (opened with ``SAPIndex.open(path, **open_kwargs)``)."""
-        self.index = open_index(index, **open_kwargs)
+    def __init__(self, index: Any, *, read_only: bool | None = None, **open_kwargs: Any) -> None:
+        """Wrap ``index``: a ``SAPIndex`` (or an object with its API, e.g. a client of a sap-rag
+        server), or the path of one, opened with ``SAPIndex.open(path, read_only=..., **open_kwargs)``
+        (see the class for ``read_only``)."""
+        self._handle = IndexHandle(index, read_only=read_only, owner="SAPVectorStore", **open_kwargs)
+
+    @property
+    def index(self) -> Any:
+        """The index searched (after a store opened by path writes, a new object: don't keep it)."""
+        return self._handle.index
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -106,7 +120,7 @@ class SAPVectorStore(VectorStore):
                 effect: pages are encoded in the encoder's batches.
         """
         check_options(kwargs, ("batch_size",), "SAPVectorStore.add_documents")
-        return add_documents(self.index, documents, ids)
+        return add_documents(self._handle.writable(), documents, ids)
 
     def add_texts(
         self,
@@ -133,10 +147,10 @@ class SAPVectorStore(VectorStore):
         """Index PDFs and images (files, or folders searched recursively); return their document ids."""
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        return index_paths(self.index, paths, metadata=metadata, skip_errors=skip_errors)
+        return index_paths(self._handle.writable(), paths, metadata=metadata, skip_errors=skip_errors)
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
-        """Delete pages (by page id) and documents (by document id); unknown ids are skipped.
+        """Delete by the ids Documents were added with, document ids and page ids; unknown ids are skipped.
 
         Raises:
             InvalidInputError: ``ids`` is None (deleting everything is not done implicitly) or
@@ -147,12 +161,16 @@ class SAPVectorStore(VectorStore):
             raise InvalidInputError("SAPVectorStore.delete needs ids (page or document ids); it never deletes all")
         if isinstance(ids, str):
             ids = [ids]
-        removed = delete_ids(self.index, list(ids))
+        ids = list(ids)
+        if not get_pages(self.index, ids):  # checks the ids; with nothing to delete, nothing is written
+            return True
+        removed = delete_ids(self._handle.writable(), ids)
         logger.info("deleted %d pages for %d ids", removed, len(ids))
         return True
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
-        """The stored pages named by ``ids`` (page ids, or document ids standing for all their pages).
+        """The stored pages named by ``ids``: the ids Documents were added with, page ids, or document
+        ids (standing for all their pages).
 
         Unknown ids are skipped. ``score`` and ``relevance`` are None (there is no query).
         """
@@ -166,7 +184,7 @@ class SAPVectorStore(VectorStore):
         check_options(options, _QUERY_OPTIONS, "SAPVectorStore search")
         include_image = bool(options.pop("include_image", False))
         hits = search_pages(self.index, query, k, options)
-        return [(hit_to_document(hit, include_image=include_image), hit) for hit in hits]
+        return [(hit_to_document(hit, include_image=include_image, index=self.index), hit) for hit in hits]
 
     def similarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
         """The ``k`` pages that best match ``query`` (text), best first; see the class for the options."""
