@@ -178,3 +178,73 @@ def test_an_unfinished_import_of_another_export_is_not_resumed(exported, tmp_pat
         import_index(export, target)
     with SAPIndex.open(target, read_only=True) as index:  # refused: nothing removed or changed
         assert _snapshot(index) == expected
+
+
+def test_ctrl_c_leaves_a_resumable_index_and_an_error_removes_everything(exported, tmp_path, monkeypatch):
+    export, expected = exported
+    import sap_rag.transfer.importer as importer
+
+    real = importer.write_document
+    written = []
+
+    def interrupted(index, doc):
+        if len(written) == 5:
+            raise KeyboardInterrupt
+        written.append(doc.doc_id)
+        return real(index, doc)
+
+    monkeypatch.setattr(importer, "write_document", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        import_index(export, tmp_path / "idx")
+    assert f"5 of {len(expected)} documents" in incomplete_import(tmp_path / "idx")
+
+    def failing(index, doc):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(importer, "write_document", failing)
+    with pytest.raises(OSError, match="No space"):
+        import_index(export, tmp_path / "idx")  # the resumed import fails: what it made goes
+    assert not (tmp_path / "idx").exists()
+    monkeypatch.setattr(importer, "write_document", real)
+    import_index(export, tmp_path / "idx")
+    with SAPIndex.open(tmp_path / "idx", read_only=True) as index:
+        assert _snapshot(index) == expected
+
+
+def test_an_index_killed_before_its_marker_is_imported_into(exported, tmp_path):
+    export, expected = exported
+    # What the import creates before it writes its marker: an empty index without an encoder.
+    SAPIndex.create(tmp_path / "idx", dim=DIM, pooled_vectors=2).close()
+    import_index(export, tmp_path / "idx")
+    with SAPIndex.open(tmp_path / "idx", read_only=True) as index:
+        assert _snapshot(index) == expected
+    # An index with documents (or anything else) is never imported into.
+    from sap_rag.index.errors import IndexExistsError
+
+    with SAPIndex.create(tmp_path / "other", dim=DIM) as other:
+        other.add_pages(random_corpus(1, DIM, docs=1)["doc-0"], doc_id="mine")
+    with pytest.raises(IndexExistsError):
+        import_index(export, tmp_path / "other")
+    with SAPIndex.open(tmp_path / "other", read_only=True) as other:
+        assert other.documents() == ["mine"]
+
+
+def test_an_import_to_qdrant_local_mode_resumes_too(exported, tmp_path):
+    qdrant_client = pytest.importorskip("qdrant_client")
+    export, expected = exported
+    client = qdrant_client.QdrantClient(path=str(tmp_path / "q"))
+    try:
+        import_index(export, tmp_path / "idx", client=client, collection="moved")
+        from sap_rag.transfer.marker import write_marker
+        from sap_rag.transfer.reader import read_export_info
+
+        info = read_export_info(export)
+        write_marker(tmp_path / "idx", source=export, export_id=info.export_id, documents=info.documents, command="x")
+        with SAPIndex.open(tmp_path / "idx", client=client) as index:
+            index.delete("doc-5")  # as if the run had stopped before it
+        report = import_index(export, tmp_path / "idx", client=client)
+        assert (report.resumed, report.documents) == (len(expected) - 1, len(expected))
+        with SAPIndex.open(tmp_path / "idx", client=client) as index:
+            assert _snapshot(index) == expected
+    finally:
+        client.close()

@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=_formatter,
     )
     p.add_argument("--index", required=True, type=Path, help="index directory")
-    p.add_argument("--out", required=True, type=Path, help="new export directory")
+    p.add_argument("--out", required=True, type=Path, help="new export directory (outside the index)")
     p.add_argument(
         "--images",
         choices=["embed", "reference", "none"],
@@ -48,7 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "import",
         help="build a new index from an export, embedded or on a Qdrant server",
         description="Build a new index from an export directory, with the source's manifest (model, pruner, "
-        "settings), on the embedded engine or on a Qdrant server or cluster.",
+        "settings), on the embedded engine or on a Qdrant server or cluster. Until it finishes, the new index says "
+        "its import is incomplete; if the import is stopped (killed, Ctrl-C), run the same command again to resume "
+        "it. An export is checked as untrusted input: a damaged or crafted one is refused and nothing is created.",
         epilog="""examples:
   sap-rag import ./idx-export --index ./idx2                                  # embedded
   sap-rag import ./idx-export --index ./idx-cluster --qdrant-url http://qdrant:6333 \\
@@ -149,8 +151,9 @@ def run_import(args: argparse.Namespace) -> int:
     finally:
         if "client" in create:
             create["client"].close()
+    resumed = f" (resumed: {report.resumed} were already there)" if report.resumed else ""
     print(
-        f"imported {report.documents} documents, {report.pages} pages, {report.vectors} vectors, "
+        f"imported {report.documents} documents{resumed}, {report.pages} pages, {report.vectors} vectors, "
         f"{report.images} images into {report.path} in {report.seconds:.1f} s"
     )
     return 0

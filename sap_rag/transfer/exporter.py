@@ -89,8 +89,13 @@ def export_index(
     their names (``"reference"``: the import reads them from this index's ``images/``) or nothing
     (``"none"``). :func:`~sap_rag.transfer.import_index` builds an index from it on any backend.
 
+    Page numbers are exported as they are (gaps left by ``delete_pages`` included), with each
+    document's ``added_at``, so page ids and times survive the import. A failed export removes
+    what it wrote.
+
     Raises:
-        TransferError: ``out`` exists and is not an empty directory.
+        TransferError: ``out`` exists and is not an empty directory, or lies inside the index
+            (links resolved: the engine deletes folders it does not know under its own).
     """
     pa, pq = _pyarrow()
     mode = ImageMode.parse(images)

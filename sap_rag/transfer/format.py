@@ -2,18 +2,23 @@
 
 ::
 
-    export.json         what the export holds (format version, counts, image mode, source index)
+    export.json         what the export holds (format version, counts, image mode, source index, export_id)
     manifest.json       the source index's manifest, byte for byte what ``Manifest`` writes
-    documents.parquet   one row per document: doc_id, metadata (JSON), num_pages, num_vectors, added_at
-    pages.parquet       one row per page, grouped by document, pages in order (columns below)
+    documents.parquet   one row per document, by ascending doc_id: doc_id, metadata (JSON), num_pages,
+                        num_vectors, added_at
+    pages.parquet       one row per page, grouped by document in the same order, pages by ascending
+                        page number (columns below)
 
-``pages.parquet`` columns: ``doc_id``, ``page_number``, ``anchors`` (``(k, dim)`` float32 as a list
+``pages.parquet`` columns: ``doc_id``, ``page_number`` (as in the index: a document whose pages
+were deleted keeps its numbers, gaps included, so page ids are the same after an import),
+``anchors`` (``(k, dim)`` float32 as a list
 of fixed-size lists: the pruned vectors exactly as stored, i.e. already rounded to the storage
 precision), ``pooled`` (``(p, dim)``, null where the index has none), ``mean`` (``(dim,)``),
 ``num_tokens``, ``positions`` (flattened ``(row, col)`` grid cell of each anchor), ``payload``
 (every other payload field, JSON, carried verbatim: fields a newer sap-rag adds, such as the page
 text, survive a round trip through an older one), ``image_name`` and ``image`` (the stored image
-bytes, or null when images are referenced or left out).
+bytes, or null when images are referenced or left out). Row groups hold at most 256 pages and
+about 8 M vector components (:mod:`sap_rag.transfer.limits` says what an import accepts).
 """
 
 from __future__ import annotations
