@@ -170,8 +170,10 @@ def test_search_options_reach_the_core(indexed):
         assert [h.node.node_id for h in hits] == [e.page_id for e in expected]
     with pytest.raises(InvalidInputError, match="prefetch"):
         SAPRetriever(index, two_stage=True, prefetch=0).retrieve(QUERY)
-    with pytest.raises(InvalidInputError, match="path"):
+    with pytest.raises(InvalidInputError, match="unexpected keyword argument 'search_kwargs'"):
         SAPRetriever(index, search_kwargs={"k": 1})  # an unknown keyword is an error, never ignored
+    with pytest.raises(InvalidInputError, match="open options"):
+        SAPRetriever(index, read_only=True)  # open options apply to a path only
 
 
 def test_close_and_context_manager(tmp_path, tiny_encoder, pages):

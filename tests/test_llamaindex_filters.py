@@ -15,13 +15,14 @@ from sap_rag.index import SAPIndex
 
 QUERY = "quarterly revenue"
 META = [
-    {"year": 2021, "team": "a", "title": "revenue by region", "reviewer": "kim", "tags": ["q1", "draft"]},
-    {"year": 2022, "team": "b", "title": "cost overview", "tags": ["q2"]},
-    {"year": 2023, "team": "c", "title": "revenue outlook", "reviewer": "lee", "tags": ["q1", "final"]},
+    {"year": 2021, "team": "a", "title": "revenue by region", "reviewer": "kim", "tags": ["q1", "draft"], "w": 0.5},
+    {"year": 2022, "team": "b", "title": "cost overview", "tags": ["q2"], "w": 1.25},
+    {"year": 2023, "team": "c", "title": "revenue outlook", "reviewer": "lee", "tags": ["q1", "final"], "w": 0.5},
     {"year": 2024, "team": "a", "title": "staff costs", "tags": []},
-    {"year": 2025, "team": "b", "title": "annual revenue report", "reviewer": "kim", "tags": ["q4", "draft"]},
+    {"year": 2025, "team": "b", "title": "annual revenue report", "reviewer": "kim", "tags": ["q4", "draft"], "w": 2},
     {"year": 2026, "team": "c", "title": "capital plan", "tags": ["q3"]},
 ]
+RANGE_05 = {"w": {"$gte": 0.5, "$lte": 0.5}}
 
 
 def F(key, value, op="=="):
@@ -84,6 +85,29 @@ CASES = {
         {"$not": {"$or": [{"team": {"$eq": "c"}}, {"year": {"$eq": 2021}}]}},
         lambda m: not (m["team"] == "c" or m["year"] == 2021),
     ),
+    # floats: equality through a range, as llama-index's Qdrant store does (the core refuses float $eq)
+    "eq-float": (FS(F("w", 0.5)), RANGE_05, lambda m: m.get("w") == 0.5),
+    "in-float": (
+        FS(F("w", [0.5, 2.0], "in")),
+        {"$or": [RANGE_05, {"w": {"$gte": 2.0, "$lte": 2.0}}]},
+        lambda m: m.get("w") in (0.5, 2),  # 2.0 matches the stored int 2, as in Python
+    ),
+    # NE / NIN leave out pages without the key (Qdrant's semantics; llama-index-core's keeps them)
+    "ne-float": (
+        FS(F("w", 0.5, "!=")),
+        {"$and": [{"w": {"$exists": True}}, {"$not": RANGE_05}]},
+        lambda m: "w" in m and m["w"] != 0.5,
+    ),
+    "nin-float": (
+        FS(F("w", [0.5, 1.25], "nin")),
+        {"$and": [{"w": {"$exists": True}}, {"$not": {"$or": [RANGE_05, {"w": {"$gte": 1.25, "$lte": 1.25}}]}}]},
+        lambda m: "w" in m and m["w"] not in (0.5, 1.25),
+    ),
+    "ne-missing-key": (
+        FS(F("reviewer", "kim", "!=")),
+        {"reviewer": {"$ne": "kim"}},
+        lambda m: m.get("reviewer") == "lee",
+    ),
     "page-and-doc": (
         FS(F("doc_id", ["d1", "d4"], "in"), F("page_number", 1)),
         {"$and": [{"doc_id": {"$in": ["d1", "d4"]}}, {"page_number": {"$eq": 1}}]},
@@ -130,5 +154,19 @@ def test_bad_filters_are_clear_errors(index):
     assert isinstance(info.value, InvalidInputError)
     with pytest.raises(UnsupportedFilterError, match="ALL needs"):
         SAPRetriever(index, filters=FS(F("tags", [], "all")))
-    with pytest.raises(InvalidInputError, match="float"):  # the core's checks reach the user
-        SAPRetriever(index, filters=FS(F("year", 2023.5)))
+    with pytest.raises(InvalidInputError, match="nan"):  # the core's checks reach the user
+        SAPRetriever(index, filters=FS(F("w", float("nan"))))
+
+
+def test_float_equality_is_what_llama_index_core_means(index):
+    """EQ on a float keeps exactly the pages whose value equals it (llama-index-core's
+    SimpleVectorStore semantics, and Qdrant's LlamaIndex store); the core alone refuses it."""
+    from llama_index.core.vector_stores.utils import build_metadata_filter_fn
+
+    filters = FS(F("w", 0.5))
+    core_keep = build_metadata_filter_fn(lambda doc: META[int(doc[1:])], filters)
+    expected = {f"d{i}" for i in range(len(META)) if core_keep(f"d{i}")}
+    hits = SAPRetriever(index, similarity_top_k=10, filters=filters).retrieve(QUERY)
+    assert {h.node.metadata["doc_id"] for h in hits} == expected == {"d0", "d2"}
+    with pytest.raises(InvalidInputError, match="float"):
+        index.search(QUERY, k=10, filter={"w": {"$eq": 0.5}})

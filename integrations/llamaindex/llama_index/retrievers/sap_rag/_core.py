@@ -7,6 +7,7 @@ Everything that decides anything (reading files, page text, pruning, storing, se
 from __future__ import annotations
 
 import base64
+import difflib
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -24,13 +25,20 @@ from .nodes import REF_DOC_IDS_KEY
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "OPEN_OPTIONS",
     "PageBatch",
+    "check_keywords",
     "decode_base64",
     "delete_ref_docs",
     "docs_by_ref",
+    "document_page_ids",
     "file_batch",
     "image_batch",
+    "index_path",
     "open_index",
+    "page_ids_by_doc",
+    "page_image",
+    "page_nodes",
     "read_file_pages",
     "write_batch",
 ]
@@ -39,18 +47,116 @@ FILE_KEYS = ("file_path",)
 """Input metadata not stored: the file is ``source``; a node's ``file_path`` is its page image."""
 
 
-def open_index(index: Any, **open_kwargs: Any) -> tuple[Any, bool]:
+OPEN_OPTIONS = ("encoder", "pruner", "client", "qdrant_api_key", "read_only")
+"""Keywords passed to ``SAPIndex.open`` when an adapter is given a path."""
+
+ALIASES = {
+    "top_k": "similarity_top_k",
+    "k": "similarity_top_k",
+    "n": "similarity_top_k",
+    "filter": "filters",
+    "metadata_filters": "filters",
+}
+"""Keywords other libraries use for what the LlamaIndex adapters call otherwise."""
+
+
+def check_keywords(
+    owner: str, given: Iterable[str], accepted: Iterable[str], elsewhere: dict[str, str] | None = None
+) -> None:
+    """Refuse keywords ``owner`` does not take, naming the likely intended one.
+
+    ``elsewhere``: keywords that belong to another object, with where to give them.
+
+    Raises:
+        InvalidInputError: a keyword is unknown (``top_k`` -> "did you mean 'similarity_top_k'?").
+    """
+    names = sorted(set(accepted))
+    unknown = [key for key in given if key not in names]
+    if not unknown:
+        return
+    key = unknown[0]
+    target = ALIASES.get(key, key)
+    if elsewhere and target in elsewhere:
+        hint = f" ({target} {elsewhere[target]})."
+    else:
+        guess = target if target in names else None
+        if guess is None:
+            close = [n for n in names if len(key) > 2 and (n.endswith(key) or key in n)]
+            close = close or difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+            guess = close[0] if close else None
+        hint = f"; did you mean {guess!r}?" if guess else "."
+    raise InvalidInputError(
+        f"{owner} got an unexpected keyword argument {key!r}{hint} It takes: {', '.join(names) or 'none'}"
+    )
+
+
+def open_index(index: Any, *, owner: str = "the adapter", **open_kwargs: Any) -> tuple[Any, bool]:
     """``(index, owned)``: ``SAPIndex.open(index, **open_kwargs)`` for a path (owned: the adapter
-    closes it), else the index object itself (its owner closes it)."""
+    closes it), else the index object itself, used through its methods (a ``SAPIndex``, a
+    ``SAPClient`` from ``sap_rag.connect``, anything with a ``search`` method; its owner closes it).
+
+    Raises:
+        InvalidInputError: an unknown open option, open options with an index object, or an
+            ``index`` that is neither a path nor has a ``search`` method.
+        sap_rag.index.IndexNotFoundError, IndexLockedError...: ``SAPIndex.open``'s errors.
+    """
     from sap_rag.index import as_index
 
+    check_keywords(owner, open_kwargs, OPEN_OPTIONS)
     owned = isinstance(index, (str, os.PathLike))
     if open_kwargs and not owned:
         raise InvalidInputError(
-            f"got an index object and open options {sorted(open_kwargs)}: they apply only to an index given "
-            "as a path; drop them, or pass the path"
+            f"{owner} got an index object and open options {sorted(open_kwargs)}: they apply only to an index "
+            "given as a path; drop them, or pass the path"
         )
     return as_index(index, hint="", **open_kwargs), owned
+
+
+def index_path(index: Any) -> str:
+    """The index's location for messages (its path, else its repr)."""
+    path = getattr(index, "path", None)
+    return os.fspath(path) if isinstance(path, (str, os.PathLike)) else repr(index)
+
+
+def document_page_ids(index: Any, doc_id: str) -> list[str] | None:
+    """A document's page ids in order, for ``PREVIOUS``/``NEXT`` links; None when the index
+    cannot say (no ``document`` method, as on some remote clients) or the document is gone."""
+    document = getattr(index, "document", None)
+    if not callable(document):
+        return None
+    try:
+        return list(document(doc_id).page_ids)
+    except InvalidInputError:  # DocumentNotFoundError: deleted since the search
+        return None
+
+
+def page_ids_by_doc(index: Any, hits: Iterable[Any]) -> dict[str, list[str] | None]:
+    """:func:`document_page_ids` for each document of ``hits`` (one lookup per document)."""
+    out: dict[str, list[str] | None] = {}
+    for hit in hits:
+        if hit.doc_id not in out:
+            out[hit.doc_id] = document_page_ids(index, hit.doc_id)
+    return out
+
+
+def page_nodes(index: Any, hits: Sequence[Any]) -> list[Any]:
+    """Hits as ``ImageNode``s, linked to their neighbouring pages, with the image bytes of remote pages."""
+    from .nodes import page_node
+
+    page_ids = page_ids_by_doc(index, hits)
+    return [page_node(hit, page_ids[hit.doc_id], page_image(index, hit)) for hit in hits]
+
+
+def page_image(index: Any, hit: Any) -> bytes | None:
+    """The page image bytes of a hit without a local image file, from ``index.page_image(page_id)``
+    (a ``SAPClient`` fetches them from its server); None when the index cannot give them."""
+    if hit.image_path is not None:
+        return None
+    fetch = getattr(index, "page_image", None)
+    if not callable(fetch):
+        return None
+    data = fetch(hit.page_id)
+    return data if isinstance(data, (bytes, bytearray)) else None
 
 
 @dataclass

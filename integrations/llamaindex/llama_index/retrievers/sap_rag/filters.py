@@ -21,6 +21,21 @@ LlamaIndex                          ``SAPIndex.search(filter=...)``
 Keys are ``doc_id``, ``page_number`` or document metadata keys; values and keys are checked by the
 core (``sap_rag.InvalidInputError``). On a list in the metadata, ``$eq``/``$in`` match when one
 element does (Qdrant's semantics).
+
+Floats: ``EQ 0.5`` is the range ``{"k": {"$gte": 0.5, "$lte": 0.5}}`` (as llama-index's Qdrant
+store does; the core refuses float equality), and ``IN``/``NE``/``NIN``/``CONTAINS``/``ANY``/``ALL``
+with floats are built from such ranges.
+
+Where the semantics differ from llama-index-core's in-memory ``SimpleVectorStore`` (they follow
+Qdrant's, as llama-index's Qdrant store does):
+
+- ``NE`` / ``NIN`` leave out pages **without** the key (llama-index-core keeps them); to keep
+  them, use ``NOT`` around ``EQ``/``IN`` (``FilterCondition.NOT``).
+- ``TEXT_MATCH`` / ``TEXT_MATCH_INSENSITIVE`` need every **word** of the value among the stored
+  text's words, in any case (llama-index-core: a case-sensitive / insensitive substring): ``"port"``
+  does not match ``"annual report"``.
+- ``IS_EMPTY`` matches a missing key, ``null`` or ``[]`` (llama-index-core also matches ``""``).
+- Types are strict: ``1`` does not equal ``"1"`` or ``True``; ``1.0`` matches ``1`` (a range).
 """
 
 from __future__ import annotations
@@ -47,7 +62,8 @@ OPERATORS: dict[FilterOperator, str] = {
     FilterOperator.CONTAINS: "$eq",  # on a list, $eq matches when one element does
     FilterOperator.ANY: "$in",
 }
-"""LlamaIndex operator -> core operator (``IS_EMPTY`` and ``ALL`` are built in :func:`_condition`)."""
+"""LlamaIndex operator -> core operator (``IS_EMPTY`` and ``ALL`` are built in :func:`_condition`;
+floats are compared through ranges, see :func:`_equal`)."""
 
 
 class UnsupportedFilterError(InvalidInputError):
@@ -58,24 +74,60 @@ def _supported() -> str:
     return ", ".join(op.name for op in [*OPERATORS, FilterOperator.IS_EMPTY, FilterOperator.ALL])
 
 
+def _equal(key: str, value: Any) -> dict[str, Any]:
+    """``key`` equals ``value``; a float through the range ``[v, v]`` (the core refuses float
+    equality, as Qdrant matches only ints, strings and bools; llama-index's Qdrant store does the same)."""
+    if isinstance(value, float):
+        return {key: {"$gte": value, "$lte": value}}
+    return {key: {"$eq": value}}
+
+
+def _any_of(key: str, values: list[Any]) -> dict[str, Any]:
+    """``key`` equals one of ``values``."""
+    floats = [v for v in values if isinstance(v, float)]
+    if not floats:
+        return {key: {"$in": values}}
+    others = [v for v in values if not isinstance(v, float)]
+    parts = [_equal(key, v) for v in floats] + ([{key: {"$in": others}}] if others else [])
+    return parts[0] if len(parts) == 1 else {"$or": parts}
+
+
+def _none_of(key: str, values: list[Any]) -> dict[str, Any]:
+    """``key`` has a value equal to none of ``values`` (the core's ``$nin``: a missing key does not match)."""
+    if not any(isinstance(v, float) for v in values):
+        return {key: {"$ne": values[0]}} if len(values) == 1 else {key: {"$nin": values}}
+    return {"$and": [{key: {"$exists": True}}, {"$not": _any_of(key, values)}]}
+
+
+def _listed(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
+
+
 def _condition(item: MetadataFilter) -> dict[str, Any]:
     operator = FilterOperator(item.operator)
+    key, value = item.key, item.value
     if operator == FilterOperator.IS_EMPTY:
-        return {item.key: {"$exists": False}}
+        return {key: {"$exists": False}}
     if operator == FilterOperator.ALL:
-        values = item.value if isinstance(item.value, list) else [item.value]
+        values = _listed(value)
         if not values:
-            raise UnsupportedFilterError(f"metadata filter on {item.key!r}: ALL needs at least one value")
-        return {"$and": [{item.key: {"$eq": v}} for v in values]}
+            raise UnsupportedFilterError(f"metadata filter on {key!r}: ALL needs at least one value")
+        return {"$and": [_equal(key, v) for v in values]}
     if operator not in OPERATORS:
         raise UnsupportedFilterError(
-            f"metadata filter on {item.key!r}: operator {operator.name} ({operator.value!r}) is not supported by "
+            f"metadata filter on {key!r}: operator {operator.name} ({operator.value!r}) is not supported by "
             f"SAPIndex filters; supported: {_supported()}, combined with AND, OR and NOT"
         )
-    value = item.value
-    if operator in (FilterOperator.IN, FilterOperator.NIN, FilterOperator.ANY) and not isinstance(value, list):
-        value = [value]
-    return {item.key: {OPERATORS[operator]: value}}
+    if operator in (FilterOperator.EQ, FilterOperator.CONTAINS):
+        return _equal(key, value)
+    if operator in (FilterOperator.IN, FilterOperator.ANY):
+        return _any_of(key, _listed(value))
+    if operator == FilterOperator.NE:
+        return _none_of(key, [value])
+    if operator == FilterOperator.NIN:
+        values = _listed(value)
+        return _none_of(key, values) if values else {key: {"$nin": values}}
+    return {key: {OPERATORS[operator]: value}}
 
 
 def _translate(filters: MetadataFilters) -> dict[str, Any]:

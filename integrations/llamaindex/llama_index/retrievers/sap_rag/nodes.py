@@ -7,12 +7,14 @@ A page node is the same object whichever way it is reached (indexed, searched, f
   ``"page 2 of report.pdf"``), so text-only consumers (``RetrieverTool``, synthesizers) get words;
 - ``image_path`` and ``metadata["file_path"]``: the page image stored in the index, the file image
   postprocessors (``ColPaliRerank``) and multimodal LLMs open; the document's own file is
-  ``metadata["source"]``;
+  ``metadata["source"]``. An index without local image files (a ``SAPClient`` from
+  ``sap_rag.connect``) gives the image bytes instead (``image``, base64, as LlamaIndex keeps them);
 - ``metadata``: the document metadata plus ``doc_id``, ``page_number``, ``page_id``;
 - relationships: ``SOURCE`` (the LlamaIndex document the page came from, else the index
   document), ``PREVIOUS`` / ``NEXT`` (the neighbouring pages of the same document);
 - ``excluded_llm_metadata_keys`` / ``excluded_embed_metadata_keys``: those of the input document
-  plus the bookkeeping keys.
+  plus :data:`HIDDEN_KEYS`: local paths (``source``, ``file_path``), the internal ids (``doc_id``,
+  ``page_id``) and the scores stay in ``metadata`` for code but never reach a prompt or an embedder.
 
 The indexer stores what a node needs beyond the core's page record in the document metadata,
 under the ``llama_index_*`` keys below; they become node fields again and never show as metadata.
@@ -20,6 +22,7 @@ under the ``llama_index_*`` keys below; they become node fields again and never 
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Sequence
 from enum import Enum
@@ -36,6 +39,7 @@ __all__ = [
     "REF_DOC_IDS_KEY",
     "ScoreMode",
     "hit_to_node",
+    "image_mimetype",
     "page_node",
 ]
 
@@ -50,8 +54,18 @@ MAXSIM_KEY = "maxsim"
 QUERY_TOKENS_KEY = "num_query_tokens"
 RELEVANCE_KEY = "relevance"
 
-HIDDEN_KEYS = ("file_path", "page_id", MAXSIM_KEY, QUERY_TOKENS_KEY, RELEVANCE_KEY)
-"""Bookkeeping keys kept out of what the LLM and embedders see."""
+HIDDEN_KEYS = ("source", "file_path", "doc_id", "page_id", MAXSIM_KEY, QUERY_TOKENS_KEY, RELEVANCE_KEY)
+"""Keys kept out of what LLMs and embedders see: absolute local paths, internal ids, scores.
+The LLM sees the page text, ``filename``, ``page_number`` and the user's own metadata."""
+
+_MIMETYPES = ((b"\x89PNG", "image/png"), (b"\xff\xd8", "image/jpeg"), (b"GIF8", "image/gif"))
+
+
+def image_mimetype(data: bytes) -> str | None:
+    """The MIME type of PNG, JPEG, GIF or WebP bytes (None for anything else)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return next((mime for magic, mime in _MIMETYPES if data.startswith(magic)), None)
 
 
 class ScoreMode(str, Enum):
@@ -81,11 +95,12 @@ def _source(hit: Any, stored: dict[str, Any]) -> RelatedNodeInfo:
     return RelatedNodeInfo(node_id=hit.doc_id, node_type=ObjectType.DOCUMENT)
 
 
-def page_node(hit: Any, page_ids: Sequence[str] | None = None) -> ImageNode:
+def page_node(hit: Any, page_ids: Sequence[str] | None = None, image: bytes | None = None) -> ImageNode:
     """One index page (a ``SearchHit`` from ``search`` or ``get_pages``) as an ``ImageNode``.
 
     ``page_ids``: the document's page ids in order (``DocumentInfo.page_ids``), for the
-    ``PREVIOUS`` / ``NEXT`` relationships; None leaves them out.
+    ``PREVIOUS`` / ``NEXT`` relationships; None leaves them out. ``image``: the page image bytes,
+    for a hit without ``image_path`` (from a remote index).
     """
     stored = dict(hit.metadata or {})
     image_path = os.fspath(hit.image_path) if hit.image_path is not None else None
@@ -103,6 +118,8 @@ def page_node(hit: Any, page_ids: Sequence[str] | None = None) -> ImageNode:
         id_=hit.page_id,
         text=hit.text,
         image_path=image_path,
+        image=base64.b64encode(image).decode("ascii") if image is not None and image_path is None else None,
+        image_mimetype=image_mimetype(image) if image is not None and image_path is None else None,
         metadata=metadata,
         excluded_llm_metadata_keys=list(dict.fromkeys([*_str_list(stored.get(EXCLUDED_LLM_KEY)), *hidden])),
         excluded_embed_metadata_keys=list(dict.fromkeys([*_str_list(stored.get(EXCLUDED_EMBED_KEY)), *hidden])),
@@ -118,9 +135,12 @@ def page_node(hit: Any, page_ids: Sequence[str] | None = None) -> ImageNode:
 
 
 def hit_to_node(
-    hit: Any, page_ids: Sequence[str] | None = None, score: ScoreMode | str = ScoreMode.RELEVANCE
+    hit: Any,
+    page_ids: Sequence[str] | None = None,
+    score: ScoreMode | str = ScoreMode.RELEVANCE,
+    image: bytes | None = None,
 ) -> NodeWithScore:
     """A search hit as ``NodeWithScore(ImageNode)``; ``score`` picks the score (see :class:`ScoreMode`)."""
     mode = ScoreMode(score)
     value = hit.relevance if mode is ScoreMode.RELEVANCE else hit.score
-    return NodeWithScore(node=page_node(hit, page_ids), score=float(value))
+    return NodeWithScore(node=page_node(hit, page_ids, image), score=float(value))

@@ -22,6 +22,8 @@ __all__ = ["PAGE_KEYS", "SAPPageReader"]
 
 PAGE_KEYS = ("file_path", "file_hash", "page_number", "total_pages")
 """Metadata every page document carries; ``VisualDocumentIndexer`` regroups pages by ``file_hash``."""
+PRIVATE_PAGE_KEYS = ("file_path", "file_hash")
+"""Kept out of LLM prompts and embeddings (``excluded_*_metadata_keys``): a local path and an id."""
 
 
 class SAPPageReader(BaseReader):
@@ -33,10 +35,12 @@ class SAPPageReader(BaseReader):
     document), ``page_number`` (1-based) and ``total_pages``, over ``extra_info``. Its id is
     ``"<file_path>#page=<n>"``: stable while the file changes, so a docstore sees an edited file as
     the same documents with new hashes (upserts); the hash in the metadata also changes the
-    ``IngestionPipeline`` cache key.
+    ``IngestionPipeline`` cache key. ``file_path`` and ``file_hash`` are excluded from LLM prompts
+    and embeddings (``excluded_llm_metadata_keys``); they stay in ``metadata`` for code.
 
     Use it directly, or as ``SimpleDirectoryReader(folder, file_extractor={".pdf": reader, ".png": reader})``.
-    Then ``VisualDocumentIndexer`` indexes each file's pages as one document.
+    Then ``VisualDocumentIndexer``, or ``VectorStoreIndex`` over a ``SAPPageStore``, indexes each
+    file's pages as one document.
 
     Args:
         dpi: PDF rendering resolution (sap-rag's default when None).
@@ -83,6 +87,9 @@ class SAPPageReader(BaseReader):
                     image_mimetype="image/png",
                     text=text,
                     metadata=metadata,
+                    # the absolute path and the content hash are for code, not for prompts
+                    excluded_llm_metadata_keys=list(PRIVATE_PAGE_KEYS),
+                    excluded_embed_metadata_keys=list(PRIVATE_PAGE_KEYS),
                 )
             )
         logger.debug("read %s: %d pages", path, total)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 from llama_index.core.base.base_retriever import BaseRetriever
@@ -12,16 +13,28 @@ from llama_index.core.constants import DEFAULT_SIMILARITY_TOP_K
 from llama_index.core.schema import NodeWithScore, QueryBundle
 from llama_index.core.vector_stores.types import MetadataFilters
 
-from sap_rag.index import DocumentNotFoundError, parse_filter
+from sap_rag.errors import InvalidInputError
+from sap_rag.index import parse_filter
 from sap_rag.ingest import load_image
 
-from ._core import open_index
+from ._core import OPEN_OPTIONS, check_keywords, open_index, page_ids_by_doc, page_image
 from .filters import to_index_filter
 from .nodes import ScoreMode, hit_to_node
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["SAPRetriever"]
+
+_OWN_KEYWORDS = (
+    "similarity_top_k",
+    "filters",
+    "score",
+    "two_stage",
+    "prefetch",
+    "coarse",
+    "callback_manager",
+    "verbose",
+)
 
 
 class SAPRetriever(BaseRetriever):
@@ -37,8 +50,10 @@ class SAPRetriever(BaseRetriever):
     encoded as a page; its visual tokens are the query); the text is then not used.
 
     Args:
-        index: a ``SAPIndex``, or the path of one (opened with ``SAPIndex.open(path, **open_kwargs)``,
-            e.g. ``read_only=True``, and closed by :meth:`close`).
+        index: the path of an index (opened read-only: any number of retrievers and processes
+            search it at once; :meth:`close` closes it), or an open index object used as it is
+            (a ``SAPIndex``, a ``SAPClient`` from ``sap_rag.connect(url)``, anything with the
+            index's read methods; its owner closes it).
         similarity_top_k: pages per query.
         filters: LlamaIndex ``MetadataFilters`` on ``doc_id``, ``page_number`` or document metadata
             keys: every operator of :mod:`~llama_index.retrievers.sap_rag.filters`, nested with
@@ -49,11 +64,14 @@ class SAPRetriever(BaseRetriever):
         two_stage, prefetch, coarse: the staged-search options of ``SAPIndex.search``.
         callback_manager: LlamaIndex callbacks.
         verbose: LlamaIndex's verbose flag.
-        open_kwargs: passed to ``SAPIndex.open`` when ``index`` is a path.
+        open_kwargs: for an index given as a path, options of ``SAPIndex.open`` (``encoder``,
+            ``pruner``, ``client``, ``qdrant_api_key``; ``read_only=False`` to open it for writing).
 
     Raises:
-        sap_rag.SapRagError: the core's errors (no index at the path, a bad filter, an empty
-            query, a bad search option), with their messages.
+        sap_rag.InvalidInputError: an unknown keyword (``top_k`` names ``similarity_top_k``), open
+            options with an index object, a bad filter or ``similarity_top_k``.
+        sap_rag.SapRagError: the core's errors (no index at the path, the index open for writing
+            elsewhere, an empty query, a bad search option), with their messages.
     """
 
     def __init__(
@@ -70,19 +88,24 @@ class SAPRetriever(BaseRetriever):
         verbose: bool = False,
         **open_kwargs: Any,
     ) -> None:
+        check_keywords("SAPRetriever", open_kwargs, [*_OWN_KEYWORDS, *OPEN_OPTIONS])
+        if isinstance(similarity_top_k, bool) or not isinstance(similarity_top_k, int) or similarity_top_k < 1:
+            raise InvalidInputError(f"similarity_top_k must be a positive integer, got {similarity_top_k!r}")
         self._score = ScoreMode(score)
-        self._index, self._owns_index = open_index(index, **open_kwargs)
         self._similarity_top_k = similarity_top_k
         self._filters = filters
         self._search_options = {"two_stage": two_stage, "prefetch": prefetch, "coarse": coarse}
         # Translate and check now, so a bad filter fails here rather than at the first query.
         self._index_filter = to_index_filter(filters)
         parse_filter(self._index_filter)
+        if isinstance(index, (str, os.PathLike)):
+            open_kwargs.setdefault("read_only", True)  # a retriever only reads: share the index
+        self._index, self._owns_index = open_index(index, owner="SAPRetriever", **open_kwargs)
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
     @property
     def index(self) -> Any:
-        """The ``SAPIndex`` searched."""
+        """The index searched (a ``SAPIndex``, or the index object given)."""
         return self._index
 
     @property
@@ -114,14 +137,8 @@ class SAPRetriever(BaseRetriever):
         hits = self._index.search(
             self._query(query_bundle), k=self._similarity_top_k, filter=self._index_filter, **self._search_options
         )
-        page_ids: dict[str, list[str]] = {}
-        for hit in hits:
-            if hit.doc_id not in page_ids:
-                try:
-                    page_ids[hit.doc_id] = list(self._index.document(hit.doc_id).page_ids)
-                except DocumentNotFoundError:  # deleted since the search: no neighbours to link
-                    page_ids[hit.doc_id] = []
-        return [hit_to_node(hit, page_ids[hit.doc_id] or None, self._score) for hit in hits]
+        page_ids = page_ids_by_doc(self._index, hits)
+        return [hit_to_node(hit, page_ids[hit.doc_id], self._score, page_image(self._index, hit)) for hit in hits]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         # The model and the engine are synchronous: run them off the event loop.
