@@ -59,7 +59,7 @@ def page_image_blocks(
 
     The image comes from ``metadata["image_base64"]``, else ``metadata["image_path"]``, else
     ``index`` (by ``metadata["page_id"]``). It is scaled to at most ``max_side`` pixels on its longer
-    side and, where that helps, sent as a JPEG of ``quality`` (defaults 1280 and 75: about 50-70 kB
+    side and, where that helps, sent as a JPEG of ``quality`` (defaults 1280 and 75: 45-65 kB
     for a 144-dpi report page); ``max_side=None, quality=None`` sends the stored image as it is.
 
     Raises:
