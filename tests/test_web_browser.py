@@ -45,7 +45,7 @@ def browser(tmp_path_factory):
     binary, driver_path = _browser_paths()
     options = webdriver.ChromeOptions()
     options.binary_location = binary
-    flags = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900")
+    flags = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1040")
     for flag in flags:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
@@ -181,7 +181,7 @@ def test_upload_a_pdf_and_find_it(site, browser, tmp_path):
     assert "Indexed: 1 document, 1 pages" in job.text and f"{name}: 1 page" in job.text
     wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, '[data-stat="documents"]').text == "4")
     entry = next(b for b in browser.find_elements(By.CSS_SELECTOR, "#doc-list button") if name in b.text)
-    assert browser.find_elements(By.CSS_SELECTOR, "#doc-list img, #upload-status img") == []
+    assert browser.find_elements(By.CSS_SELECTOR, "#doc-list img, #upload-status img, #doc-filter img") == []
     doc_id = entry.get_attribute("data-doc-id")
     entry.click()  # the document list sets the document filter
     assert Select(browser.find_element(By.ID, "doc-filter")).first_selected_option.get_attribute("value") == doc_id
@@ -190,6 +190,7 @@ def test_upload_a_pdf_and_find_it(site, browser, tmp_path):
     hits = browser.find_elements(By.CSS_SELECTOR, "#results .hit")
     assert [(h.get_attribute("data-filename"), h.get_attribute("data-page-number")) for h in hits] == [(name, "1")]
     assert hits[0].find_element(By.CSS_SELECTOR, ".doc-name").text == name
+    assert hits[0].find_elements(By.CSS_SELECTOR, ".doc-name :not(wbr), .snippet *") == []
     wait(browser, lambda d: images_loaded(d, "/image?"))
     assert severe_console_messages(browser) == []
 

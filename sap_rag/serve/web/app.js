@@ -336,7 +336,7 @@
       card.dataset.pageNumber = String(hit.page_number);
       card.dataset.filename = name;
       card.querySelector(".rank").textContent = `#${i + 1}`;
-      card.querySelector(".doc-name").textContent = name;
+      setBreakable(card.querySelector(".doc-name"), name);
       card.querySelector(".doc-name").title = hit.doc_id;
       card.querySelector(".page-no").textContent = `page ${hit.page_number}`;
       const relevance = Math.max(0, Math.min(1, Number(hit.relevance) || 0));
@@ -360,6 +360,14 @@
       }
       results.append(card);
     });
+  }
+
+  // Text that may wrap after "_", "-", "." and "/" (file names have no spaces), built as text nodes.
+  function setBreakable(element, text) {
+    element.replaceChildren();
+    for (const part of text.split(/(?<=[_\-./])/)) {
+      element.append(document.createTextNode(part), document.createElement("wbr"));
+    }
   }
 
   function setCardImage(card, urls) {
@@ -525,7 +533,10 @@
     request.upload.onprogress = (event) => {
       if (event.lengthComputable) view.set(`Uploading… ${formatBytes(event.loaded)} of ${formatBytes(event.total)}`, event.loaded / event.total * 0.3);
     };
-    request.onerror = () => view.set("The upload failed: the server did not answer.", 0);
+    request.onerror = () => {
+      view.set("The upload failed: the server did not answer.", 0);
+      view.box.dataset.state = "failed";
+    };
     request.onload = async () => {
       if (request.status === 401) {
         await askForKey(state.apiKey ? "That key was refused." : "");
@@ -541,7 +552,7 @@
       if (request.status !== 202 || !body || !body.job_id) {
         const message = body && body.error ? body.error.message : `the server answered ${request.status}`;
         view.set(`Not uploaded: ${message}`, 0);
-        view.box.classList.add("failed");
+        view.box.dataset.state = "failed";
         return;
       }
       follow(body.job_id, view);
