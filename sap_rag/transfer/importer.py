@@ -8,6 +8,7 @@ rest. A failed import (a damaged or crafted export, an error) removes what it cr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -23,7 +24,7 @@ from ..progress import progress
 from .format import ImageMode, TransferError
 from .marker import read_marker, remove_marker, resume_command, write_marker
 from .reader import ExportInfo, documents, read_export_info
-from .restore import matches, write_document
+from .restore import DocumentWriter, matches
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def import_index(
     existed = root.exists()
     index, resuming = _target(export, root, create_options)
     report = ImportReport(path=root)
+    writer = DocumentWriter(index)
     try:
         if not resuming:
             command = resume_command(Path(source), root)
@@ -104,12 +106,14 @@ def import_index(
                     if resuming and matches(index, doc):
                         report.resumed += 1
                     else:
-                        write_document(index, doc)
+                        writer.write(doc)
                 report.documents += 1
                 report.pages += len(doc.pages)
                 report.vectors += doc.num_vectors
                 report.images += sum(1 for name in doc.images if name)
                 bar.update(len(doc.pages))
+            with index._mutex:
+                writer.commit()
         _check_totals(export, report)
         if resuming:
             _check_nothing_else(index, export)
@@ -119,6 +123,8 @@ def import_index(
         _discard(index, root, keep_folder=existed and not resuming)
         raise
     except BaseException:  # Ctrl-C: the index stays, marked unfinished, for the same command to resume
+        with contextlib.suppress(Exception):
+            writer.commit()  # what was written so far is kept (committed, or undone on the next open)
         index.close()
         logger.warning("the import into %s was interrupted; run it again with the same arguments to resume", root)
         raise
