@@ -152,6 +152,31 @@ def test_anchor_toggle_swaps_every_image_for_its_overlay(site, browser, tmp_path
     assert severe_console_messages(browser) == []
 
 
+def test_search_with_an_image(site, browser, tmp_path):
+    """Choosing an image searches with it (POST /search/image): the page shows the pages the API gives for it."""
+    import httpx
+    from selenium.webdriver.common.by import By
+
+    question = list(QUESTIONS)[2]
+    hit = httpx.post(f"{site}/search", json={"query": question, "k": 1}, timeout=60).json()["hits"][0]
+    picture = tmp_path / "page.png"
+    picture.write_bytes(httpx.get(f"{site}{hit['image_url']}?format=png&max_side=800", timeout=60).content)
+    with picture.open("rb") as handle:
+        answer = httpx.post(f"{site}/search/image", files={"image": handle}, data={"k": "6"}, timeout=60).json()
+    expected = [h["page_id"] for h in answer["hits"]]
+    browser.get(f"{site}/")
+    wait(browser, lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
+    browser.find_element(By.ID, "image-input").send_keys(str(picture))
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#results .hit"))
+    assert browser.find_element(By.ID, "image-name").text == "page.png"
+    assert not browser.find_element(By.ID, "query").is_displayed()  # the chip stands in for the text box
+    shown = [h.get_attribute("data-page-id") for h in browser.find_elements(By.CSS_SELECTOR, "#results .hit")]
+    assert shown == expected and len(shown) == 6
+    browser.find_element(By.ID, "image-clear").click()
+    assert browser.find_element(By.ID, "query").is_displayed()
+    assert severe_console_messages(browser) == []
+
+
 def _new_report(path: Path) -> None:
     """A one-page report PDF of a company the samples do not have, drawn as the samples are."""
     pytest.importorskip("reportlab")
