@@ -99,3 +99,32 @@ def test_bad_files_are_clear_errors(tmp_path):
 
     with pytest.raises(InvalidInputError, match="local files only"):
         SAPPageReader().load_data(broken, fs=RemoteFS())
+
+
+def test_importing_the_adapter_and_reading_a_page_is_quiet(folder):
+    """Nothing on stderr: no llama-index "readers-file not found" line, no model or engine output."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from llama_index.readers.sap_rag import SAPPageReader\n"
+        "import llama_index.retrievers.sap_rag\n"
+        "docs = SAPPageReader().load_data(sys.argv[1])\n"
+        "assert len(docs) == 2\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(folder / "report.pdf")], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_paths_and_hashes_stay_out_of_prompts(folder):
+    from llama_index.core.schema import MetadataMode
+
+    (page, _) = SAPPageReader().load_data(folder / "report.pdf")
+    for mode in (MetadataMode.LLM, MetadataMode.EMBED):
+        content = page.get_content(metadata_mode=mode)
+        assert str(folder) not in content and page.metadata["file_hash"] not in content
+        assert "report.pdf" in content and "Revenue 2023" in content
+    assert page.metadata["file_path"] == str(folder / "report.pdf")

@@ -15,6 +15,7 @@ pytest.importorskip("llama_index.core")
 from _li_fixtures import png_b64, png_bytes
 from llama_index.core import Settings, StorageContext, VectorStoreIndex
 from llama_index.core.embeddings import MockEmbedding
+from llama_index.core.retrievers import VectorIndexRetriever
 from llama_index.core.schema import ImageDocument, ImageNode, MetadataMode, QueryBundle
 from llama_index.core.vector_stores.types import FilterOperator, MetadataFilter, MetadataFilters
 from llama_index.readers.sap_rag import SAPPageReader
@@ -117,6 +118,18 @@ def test_get_nodes_by_filter_and_float_equality(built):
     assert {n.metadata["filename"] for n in store.get_nodes(filters=above)} == {"cobalt_health_2023.pdf"}
 
 
+def test_retriever_doc_ids_and_page_node_ids_restrict_the_search(built):
+    store, index, documents, _ = built
+    acme_page = documents[0].id_  # a file's pages go together: its documents name all of them
+    hits = index.as_retriever(similarity_top_k=9, doc_ids=[acme_page]).retrieve("profit")
+    assert {_where(h.node) for h in hits} == {("acme_industries_2023.pdf", i) for i in (1, 2, 3)}
+    two = [n.node_id for n in store.get_nodes()][:2]
+    retriever = VectorIndexRetriever(index, similarity_top_k=9, node_ids=two)
+    assert {h.node.node_id for h in retriever.retrieve("profit")} == set(two)
+    # the ids index.as_retriever() passes are those of the nodes it was given (chunks): no restriction
+    assert len(index.as_retriever(similarity_top_k=9).retrieve("profit")) == 9
+
+
 def test_nodes_keep_paths_and_ids_out_of_prompts(built):
     _, index, documents, path = built
     node = index.as_retriever(similarity_top_k=1).retrieve("revenue of Acme Industries")[0].node
@@ -169,13 +182,16 @@ def test_image_documents_with_bytes_or_path_insert_and_delete(tmp_path, toy_enco
 
         index.delete_ref_doc("bytes-doc")
         assert {n.ref_doc_id for n in store.get_nodes()} == {"path-doc", "node-3"} and len(sap) == 2
-        # adding the same page again is not a second page
-        VectorStoreIndex.from_documents(
-            documents[1:],
-            storage_context=StorageContext.from_defaults(vector_store=store),
-            embed_model=SAPStoreEmbedding(),
-        )
-        assert len(sap) == 2
+        store.delete_nodes(filters=MetadataFilters(filters=[MetadataFilter(key="kind", value="chart")]))
+        assert {n.ref_doc_id for n in store.get_nodes()} == {"node-3"} and len(sap) == 1
+        # adding a page again replaces it: never a second copy
+        for _ in range(2):
+            VectorStoreIndex.from_documents(
+                documents[1:],
+                storage_context=StorageContext.from_defaults(vector_store=store),
+                embed_model=SAPStoreEmbedding(),
+            )
+            assert len(sap) == 2 and {n.ref_doc_id for n in store.get_nodes()} == {"path-doc", "node-3"}
 
 
 def test_chunks_of_one_page_are_one_page(tmp_path, toy_encoder):

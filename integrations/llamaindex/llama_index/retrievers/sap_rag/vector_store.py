@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -111,6 +112,7 @@ class SAPPageStore(BasePydanticVectorStore):
     _owned: bool = PrivateAttr(default=False)
     _read_only: bool = PrivateAttr(default=False)
     _open_kwargs: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _reopen: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def __init__(self, index: Any, *, read_only: bool = False, **open_kwargs: Any) -> None:
         check_keywords("SAPPageStore", open_kwargs, OPEN_OPTIONS, _PER_QUERY)
@@ -155,6 +157,10 @@ class SAPPageStore(BasePydanticVectorStore):
 
     def _writable(self, action: str) -> Any:
         """The index, opened for writing first if the store opened it read-only."""
+        with self._reopen:  # two threads writing at once reopen it once
+            return self._open_for_writing(action)
+
+    def _open_for_writing(self, action: str) -> Any:
         index = self._index
         if not self._owned or not getattr(index, "read_only", False):
             return index
