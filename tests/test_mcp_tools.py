@@ -223,18 +223,8 @@ def test_bounded_jpeg_keeps_images_under_both_bounds():
 
 
 def _mcp_command(index_dir) -> list[str]:
-    """``sap-rag mcp --index DIR`` as this interpreter runs it (through the CLI's parser once registered)."""
-    from sap_rag.cli.main import build_parser
-
-    try:
-        build_parser().parse_args(["mcp", "--index", str(index_dir)])
-        code = "import sys; from sap_rag.cli.main import main; sys.exit(main(sys.argv[1:]))"
-    except SystemExit:  # not registered in cli/main.py yet: the same parser, on its own
-        code = (
-            "import argparse, sys; from sap_rag.cli import mcp_cmd; p = argparse.ArgumentParser(); "
-            "mcp_cmd.register(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"
-        )
-    return ["-c", code, "mcp", "--index", str(index_dir)]
+    """``sap-rag mcp --index DIR`` as this interpreter runs it (arguments for ``sys.executable``)."""
+    return ["-c", "import sys; from sap_rag.cli.main import main; sys.exit(main())", "mcp", "--index", str(index_dir)]
 
 
 def test_sap_rag_mcp_over_stdio(tmp_path_factory, toy_encoder):
@@ -260,5 +250,5 @@ def test_sap_rag_mcp_over_stdio(tmp_path_factory, toy_encoder):
 def test_sap_rag_mcp_refuses_a_missing_index_in_one_line(tmp_path):
     args = _mcp_command(tmp_path / "missing")
     done = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=60)
-    assert done.returncode != 0 and done.stdout == ""
-    assert "no sap-rag index at" in done.stderr
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("error: no sap-rag index at") and done.stderr.count("\n") == 1
