@@ -65,8 +65,27 @@ def test_image_query_equals_in_process(live, client):
     pid = index.document(index.documents()[2]).page_ids[1]
     picture = Image.open(io.BytesIO(client.page_image(pid, max_side=256, format="png"))).convert("RGB")
     assert max(picture.size) == 256
-    got = client.search(picture, k=3)
-    assert [h.page_id for h in got] == [h.page_id for h in index.search(picture, k=3)]
+    assert client.search(picture, k=3) == [local(h) for h in index.search(picture, k=3)]  # full texts too
+
+
+def test_a_read_only_index_serves_searches_and_refuses_changes(toy_encoder, tmp_path):
+    from sap_rag import IndexReadOnlyError, SAPIndex, connect
+    from sap_rag.serve import create_app
+
+    path = copy_index(sample_index(toy_encoder, tmp_path.parent), tmp_path / "i")
+    with SAPIndex.open(path, encoder=toy_encoder, read_only=True) as index:
+        server = LiveServer(create_app(index, mcp=False))
+        try:
+            with connect(server.url) as remote:
+                assert len(remote.search("revenue", k=2)) == 2
+                (tmp_path / "a.png").write_bytes(png_bytes(5))
+                with pytest.raises(IndexReadOnlyError):
+                    remote.add_documents(tmp_path / "a.png")
+                with pytest.raises(IndexReadOnlyError):
+                    remote.delete(index.documents()[0])
+                assert len(remote) == 9
+        finally:
+            server.stop()
 
 
 def test_read_api(live, client):

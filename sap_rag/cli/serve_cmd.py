@@ -70,6 +70,11 @@ Clients send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'. Put TLS in a rever
         p.add_argument(option, type=positive_int(option), help=text)
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="micro-batching wait for more queries (default 5)")
     p.add_argument("--device", help="cuda, cpu, ... (default: cuda if available)")
+    p.add_argument(
+        "--threads",
+        type=positive_int("--threads", 1024),
+        help="torch CPU threads (default: torch's); on a busy or shared CPU machine 1 is often much faster",
+    )
     p.add_argument("--no-mcp", action="store_true", help="do not serve the MCP tools at /mcp")
     p.set_defaults(func=run_serve)
 
@@ -129,6 +134,10 @@ def run_serve(args: argparse.Namespace) -> int:
         from ..errors import MissingDependencyError
 
         raise MissingDependencyError("sap-rag serve needs the server packages: pip install 'sap-rag[serve]'") from None
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     index, spec = _open_index(args)
     if spec.startswith("tiny:"):
         print(TINY_NOTE)

@@ -166,7 +166,7 @@ class SAPClient:
             raise InvalidInputError(f"a query is a string or a PIL image, got {type(image).__name__}")
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
-        data = {"k": str(k), "snippet": ""}
+        data = {"k": str(k), "snippet": "null"}
         if filter is not None:
             data["filter"] = json.dumps(filter)
         files = {"image": ("query.png", buffer.getvalue(), "image/png")}

@@ -79,7 +79,7 @@ _IMAGE_SCHEMA = {
                         "image": {"type": "string", "format": "binary"},
                         "k": {"type": "integer", "default": 5},
                         "filter": {"type": "string", "description": "a JSON object"},
-                        "snippet": {"type": "integer", "default": 300},
+                        "snippet": {"type": "string", "default": "300", "description": "a number, or null"},
                     },
                     "required": ["image"],
                 }
@@ -163,7 +163,9 @@ def api_router() -> APIRouter:
             if not uploads.files:
                 raise InvalidInputError("no image in the request; send it in the form field 'image'")
             k = _form_int(uploads.fields.get("k"), "k", 5)
-            snippet = _snippet(_form_int(uploads.fields.get("snippet"), "snippet", 300))
+            raw = uploads.fields.get("snippet")
+            full = raw is not None and raw.strip().lower() in ("null", "none")
+            snippet = None if full else _snippet(_form_int(raw, "snippet", 300))
             filters = check_json_object(uploads.fields.get("filter"), "filter")
             image = await run_in_threadpool(_open_query_image, uploads.files[0].path, uploads.files[0].name, config)
         finally:

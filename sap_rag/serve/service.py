@@ -382,6 +382,7 @@ class IndexService:
     def add_uploads(self, uploads: Uploads, metadata: Mapping[str, Any] | None = None) -> Job:
         """Queue uploaded files for indexing (their folder is removed when the job ends, or now on error)."""
         try:
+            self._check_writable()
             if not uploads.files:
                 raise InvalidInputError("no files in the upload; send PDFs or images in the form field 'files'")
             from ..index.filters import validate_metadata
@@ -404,6 +405,7 @@ class IndexService:
         from ..index.filters import validate_metadata
         from ..ingest.documents import discover
 
+        self._check_writable()
         if not self.config.allowed_folders:
             raise ForbiddenPathError(
                 "this server reads no server-side paths; upload the files, or start it with --allow-folder DIR"
@@ -419,6 +421,13 @@ class IndexService:
             raise LimitExceededError(f"{len(files):,} files under those paths; add the folders in smaller parts")
         allowed = [f for f in files if self._inside(Path(os.path.realpath(f)))]
         return self.jobs.submit(allowed, [os.fsdecode(f) for f in allowed], meta, None)
+
+    def _check_writable(self) -> None:
+        """Refuse an upload at once (409) when the served index was opened read-only."""
+        if getattr(self.index, "read_only", False):
+            from ..index.errors import IndexReadOnlyError
+
+            raise IndexReadOnlyError("this server serves its index read-only: it takes no uploads or deletes")
 
     def _inside(self, real: Path) -> bool:
         return any(real == folder or real.is_relative_to(folder) for folder in self.config.allowed_folders)
