@@ -179,6 +179,25 @@ def test_mcp_needs_the_api_key(served):
     assert structured(call(url, "list_documents", {}, headers={"X-API-Key": KEY}))["total"] == 3
 
 
+def test_an_oversized_mcp_request_is_refused_before_the_sdk_reads_it(served):
+    import httpx
+
+    url, index = served
+    before = index.stats()
+    headers = {**AUTH, "Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    huge = b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"pad": "' + b"x" * 1_100_000 + b'"}}'
+    refused = httpx.post(f"{url}/mcp", content=huge, headers=headers, timeout=30)
+    assert refused.status_code == 413 and refused.json()["error"]["type"] == "LimitExceededError"
+
+    def chunks():  # no content-length: counted as it arrives
+        yield huge[:600_000]
+        yield huge[600_000:]
+
+    streamed = httpx.post(f"{url}/mcp", content=chunks(), headers=headers, timeout=30)
+    assert streamed.status_code == 413
+    assert structured(call(url, "list_documents", {}))["total"] == 3 and index.stats() == before
+
+
 def test_mount_mcp_on_a_plain_fastapi_app_runs_its_session_manager(served):
     """Without create_app's lifespan hooks, mount_mcp wraps the app's own lifespan (which still runs)."""
     import contextlib

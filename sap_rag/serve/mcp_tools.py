@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from ..errors import InvalidInputError, MissingDependencyError, SapRagError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MCPOptions", "bounded_jpeg", "build_mcp_server", "mount_mcp", "run_stdio"]
+__all__ = ["BodyLimit", "MCPOptions", "bounded_jpeg", "build_mcp_server", "mount_mcp", "run_stdio"]
 
 SERVER_NAME = "sap-rag"
 INSTRUCTIONS = (
@@ -54,6 +55,8 @@ class MCPOptions:
         max_k: most pages one ``search_pages`` call returns (the server's own ``max_k`` may be lower).
         max_text_chars: longest page text sent (longer text is cut, marked with ``[...]``).
         max_documents: most documents one ``list_documents`` call returns (page with ``offset``).
+        max_request_bytes: largest body of one HTTP request to ``/mcp`` (413 beyond it; tool
+            arguments are small, and mcp 1.x reads a request's whole body without a limit).
     """
 
     image_max_side: int = 768
@@ -62,9 +65,11 @@ class MCPOptions:
     max_k: int = 20
     max_text_chars: int = 4_000
     max_documents: int = 500
+    max_request_bytes: int = 1024 * 1024
 
     def __post_init__(self) -> None:
-        for name in ("image_max_side", "image_max_bytes", "max_k", "max_text_chars", "max_documents"):
+        names = ("image_max_side", "image_max_bytes", "max_k", "max_text_chars", "max_documents", "max_request_bytes")
+        for name in names:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidInputError(f"MCPOptions.{name} must be a whole number of at least 1, got {value!r}")
@@ -331,7 +336,8 @@ def mount_mcp(
     """Serve the MCP tools over ``service`` at ``path`` of the Starlette/FastAPI ``app`` (streamable HTTP).
 
     The MCP endpoint is added as a route of ``app`` itself (not a sub-app mount, which would answer
-    ``/mcp`` with a redirect to ``/mcp/``), so the app's middleware (the API key check) applies to it.
+    ``/mcp`` with a redirect to ``/mcp/``), so the app's middleware (the API key check) applies to it;
+    its request bodies are bounded by ``options.max_request_bytes`` (:class:`BodyLimit`).
 
     The SDK's session manager must run while the app runs, and a mounted app's own lifespan never
     runs. So the manager's ``run()`` is appended to ``app.state.lifespan_hooks`` when the app has
@@ -344,9 +350,12 @@ def mount_mcp(
     """
     if not isinstance(path, str) or not path.startswith("/") or path.endswith("/"):
         raise InvalidInputError(f"the MCP path must start with '/' and not end with one, got {path!r}")
+    from starlette.routing import Route
+
+    options = options or MCPOptions()
     server = build_mcp_server(service, options)
     http_app = _streamable_http_app(server, path, allowed_hosts)
-    app.router.routes.extend(http_app.routes)
+    app.router.routes.append(Route(path, endpoint=BodyLimit(http_app, options.max_request_bytes)))
     hooks = getattr(getattr(app, "state", None), "lifespan_hooks", None)
     if isinstance(hooks, list):
         hooks.append(server.session_manager.run)
@@ -360,6 +369,51 @@ def mount_mcp(
 
     app.router.lifespan_context = lifespan
     return server
+
+
+class BodyLimit:
+    """ASGI wrapper: a request body over ``max_bytes`` is answered 413 (JSON error) before ``app`` sees it.
+
+    Bodies are read up to the limit and replayed to ``app``; requests without a body (the GET event
+    stream, DELETE) pass straight through.
+    """
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        body = bytearray()
+        too_big = declared.isdigit() and int(declared) > self.max_bytes
+        while not too_big:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body.extend(message.get("body", b""))
+            too_big = len(body) > self.max_bytes
+            if not message.get("more_body", False):
+                break
+        if too_big:
+            text = f"the MCP request body is over {self.max_bytes:,} bytes, the most this server takes"
+            data = json.dumps({"error": {"type": "LimitExceededError", "message": text}}).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+            await send({"type": "http.response.start", "status": 413, "headers": headers})
+            await send({"type": "http.response.body", "body": data})
+            return
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 def run_stdio(service: Any, options: MCPOptions | None = None) -> None:
