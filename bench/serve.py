@@ -238,9 +238,13 @@ class BulkUpload:
                     return  # the server went away (the kill -9 part)
 
 
-def in_process_baseline(index_dir: Path, model: str, seconds: float) -> dict[str, Any]:
+def in_process_baseline(index_dir: Path, model: str, seconds: float, threads: int | None) -> dict[str, Any]:
+    import torch
+
     from sap_rag import SAPIndex, load_encoder
 
+    if threads is not None:
+        torch.set_num_threads(threads)
     encoder = load_encoder(model)
     with SAPIndex.open(index_dir, encoder=encoder, read_only=True) as index:
         for question in QUESTIONS:
@@ -264,11 +268,11 @@ def build_index(index_dir: Path, model: str) -> None:
         index.add_documents(sorted((ROOT / "examples" / "data").glob("*.pdf")))
 
 
-def kill_9_check(index_dir: Path, log: Path, seed: int) -> dict[str, Any]:
+def kill_9_check(index_dir: Path, log: Path, seed: int, threads: list[str]) -> dict[str, Any]:
     """Kill -9 the server during a bulk upload, restart it, and compare what it holds with what it acknowledged."""
     import httpx
 
-    server = Server(index_dir, log)
+    server = Server(index_dir, log, *threads)
     before = {d["doc_id"]: d["pages"] for d in httpx.get(f"{server.url}/documents", timeout=60).json()["documents"]}
     with BulkUpload(server.url, seed, docs_per_job=6) as bulk:
         deadline = time.monotonic() + 300
@@ -278,7 +282,7 @@ def kill_9_check(index_dir: Path, log: Path, seed: int) -> dict[str, Any]:
         server.process.wait(60)
     acknowledged = dict(bulk.acknowledged)
     expected = {**before, **bulk.expected}
-    restarted = Server(index_dir, log)
+    restarted = Server(index_dir, log, *threads)
     try:
         after = {
             d["doc_id"]: d["pages"] for d in httpx.get(f"{restarted.url}/documents", timeout=60).json()["documents"]
@@ -305,8 +309,9 @@ def kill_9_check(index_dir: Path, log: Path, seed: int) -> dict[str, Any]:
 
 def markdown(result: dict[str, Any]) -> str:
     base = result["in_process"]
+    torch_threads = f"torch threads: {result['threads']}" if result.get("threads") else "torch's default threads"
     lines = [
-        f"In-process `SAPIndex.search` (one thread): {base['qps']:.1f} queries/s, "
+        f"{torch_threads}. In-process `SAPIndex.search` (one calling thread): {base['qps']:.1f} queries/s, "
         f"p50 {base['p50_ms']:.1f} ms, p99 {base['p99_ms']:.1f} ms.",
         "",
         "| clients | bulk upload beside | queries/s | p50 ms | p99 ms | errors | pages indexed meanwhile "
@@ -342,6 +347,9 @@ def main() -> None:
     parser.add_argument("--model", default=str(ROOT / "models" / "sap-rag-toy-colqwen2"))
     parser.add_argument("--seconds", type=float, default=10.0, help="searching time per run")
     parser.add_argument("--clients", default="1,4,16")
+    parser.add_argument(
+        "--threads", type=int, help="torch threads of the servers and the in-process baseline (default: torch's)"
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here (and a .md beside it)")
     args = parser.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
@@ -355,9 +363,11 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.1f} at start",
         "command": "nice -n 10 " + " ".join(["python", *sys.argv]),
     }
-    result["in_process"] = in_process_baseline(index_dir, args.model, args.seconds)
+    result["threads"] = args.threads
+    result["in_process"] = in_process_baseline(index_dir, args.model, args.seconds, args.threads)
+    threads = ["--threads", str(args.threads)] if args.threads else []
     print("in-process", result["in_process"], flush=True)
-    server = Server(index_dir, log, "--max-batch", "32")
+    server = Server(index_dir, log, "--max-batch", "32", *threads)
     result["server_start_s"] = server.start_s
     warm_up(server.url)
     runs = []
@@ -380,14 +390,14 @@ def main() -> None:
     finally:
         server.stop()
     result["runs"] = runs
-    off = Server(index_dir, log, "--max-batch", "1")
+    off = Server(index_dir, log, "--max-batch", "1", *threads)
     try:
         warm_up(off.url)
         result["batching_off_16"] = run_clients(off.url, 16, args.seconds)
         print("batching off", result["batching_off_16"], flush=True)
     finally:
         off.stop()
-    result["kill_9"] = kill_9_check(index_dir, log, seed)
+    result["kill_9"] = kill_9_check(index_dir, log, seed, threads)
     print("kill -9", result["kill_9"], flush=True)
     table = markdown(result)
     print(table)
