@@ -26,11 +26,15 @@ QUESTIONS = {
 
 
 def build_sample_index(path: Path, encoder: Any) -> None:
-    """The three sample PDFs indexed with ``encoder`` at ``path`` (closed again: another process may open it)."""
+    """The three sample PDFs indexed with ``encoder`` at ``path`` (closed again: another process may open it),
+    and the encoder's compiled query side cached as ``sap-rag index`` leaves it, so a ``sap-rag mcp``
+    process starts as it would after that command."""
     from sap_rag import SAPIndex
+    from sap_rag.encoders.compiled import remember_queries
 
     with SAPIndex.create(path, encoder=encoder) as index:
         index.add_documents(SAMPLES)
+    remember_queries(encoder)
 
 
 _BUILT: dict[str, Path] = {}
