@@ -30,3 +30,15 @@ def write_image(path: Path, seed: int) -> Path:
 
 def page_ids(docs) -> list[str]:
     return [d.id for d in docs]
+
+
+def render_text_page(text: str, path: Path) -> Path:
+    """A page image showing ``text`` (large, dark on white), for Documents that are text only."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", (448, 576), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=48)
+    draw.multiline_text((32, 48), "\n".join(text[i : i + 14] for i in range(0, len(text), 14)), fill="black", font=font)
+    image.save(path)
+    return path

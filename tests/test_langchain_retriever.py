@@ -139,10 +139,12 @@ def test_add_documents_from_a_loader(empty_index, folder):
     retriever = SAPRetriever(index=empty_index, k=5)
     ids = retriever.add_documents(loaded)
     doc_id = ids[0].rsplit(":p", 1)[0]
-    assert ids[:2] == [f"{doc_id}:p1", f"{doc_id}:p2"] and ":p" not in ids[2]  # a page id per page, a doc id per file
+    assert ids[:2] == [f"{doc_id}:p1", f"{doc_id}:p2"]  # a page id per page
+    assert ids[2].endswith(":p1") and not ids[2].startswith(doc_id)  # an image's only page
     assert len(empty_index) == 3
     pages = retriever.invoke(QUERY, filter={"doc_id": doc_id})
     assert sorted(d.id for d in pages) == ids[:2]
+    assert sorted(d.page_content for d in pages) == ["text 0", "text 1"]  # the loader's texts are the page texts
     assert pages[0].metadata["author"] == "ann" and "page" not in pages[0].metadata  # per-page keys dropped
     with pytest.raises(InvalidInputError, match="source"):
         retriever.add_documents([Document(page_content="no file")])

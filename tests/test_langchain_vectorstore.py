@@ -114,10 +114,10 @@ def test_given_page_text_is_stored_without_ids(store, files):
         Document(page_content="and more", metadata={"source": str(pdf), "page": 1}),
     ]
     ids = store.add_documents(docs)
-    # A Document naming no page gets its file's document id, one naming a page that page's id.
-    assert len(ids) == 4 and ids[2] == ids[3] and ":p" not in ids[0] and ids[2].endswith(":p2")
+    # Each Document gets the id of the page it names (an image's only page), the id it comes back with.
+    assert len(ids) == 4 and ids[2] == ids[3] and ids[0].endswith(":p1") and ids[2].endswith(":p2")
     texts = {d.id: d.page_content for d in store.get_by_ids(ids)}
-    assert texts[f"{ids[0]}:p1"] == "caption: a bar chart" and texts[ids[1]] == "OCR: revenue grew"
+    assert texts[ids[0]] == "caption: a bar chart" and texts[ids[1]] == "OCR: revenue grew"
     assert texts[ids[2]] == "OCR: by sector\n\nand more"
     doc_id = store.get_by_ids([ids[1]])[0].metadata["doc_id"]
     assert [d.page_content for d in store.get_by_ids([doc_id])][2] == "Hospital survey"  # its text layer

@@ -9,7 +9,8 @@ always does):
   again is a no-op and a changed file replaces its old pages. A Document's own ``page_content`` (an
   OCR text, a caption) is the text of the page it names; the file's other pages keep their PDF
   text layer (or a label). Each Document gets back the id of the page it names
-  (``<doc_id>:p<n>``), or the document id when it names no page.
+  (``<doc_id>:p<n>``; a one-page file's only page when it names none), which is the id it comes
+  back with, or the document id when it names every page of a longer file.
 - **With ids**, each Document is one document under that id holding the page it names (or every
   page of its file): adding the id again replaces it (an upsert), and ``delete([id])`` removes it.
   The page text is the Document's ``page_content`` where it has one. The index numbers the
@@ -200,9 +201,12 @@ def add_documents(index: Any, documents: Sequence[Document], ids: Sequence[str |
         for path, doc_id in zip(plain, index_paths(index, list(plain), per_file_metadata=plain)):
             file_ids[Path(path)] = doc_id
     for path, members in by_file.items():
+        one_page = files.load(refs[members[0]].path).num_pages == 1
         for i in members:
             doc_id = file_ids[path]
-            out[i] = doc_id if refs[i].page is None else page_id(doc_id, refs[i].page)
+            # A Document naming a one-page file names that page: it comes back with the page's id.
+            number = refs[i].page or (1 if one_page else None)
+            out[i] = doc_id if number is None else page_id(doc_id, number)
     # With ids: each Document is its own document under its id (re-adding the id replaces it).
     for i, (ref, doc_id) in enumerate(zip(refs, given)):
         if doc_id is None:
