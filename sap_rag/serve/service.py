@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import logging
 import os
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,38 +25,17 @@ from .batching import MicroBatcher
 from .config import ServeConfig
 from .errors import ForbiddenPathError, LimitExceededError, NotFoundError, ServerBusyError
 from .jobs import Job, JobQueue
+from .searching import SearchRequest, run_search_batch
 from .uploads import Uploads
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IndexService", "SearchRequest"]
+__all__ = ["IndexService"]
 
 MAX_PAGE_IDS = 1_000
 """Most page ids in one ``get_pages`` / ``delete_pages`` call."""
 
 _OVERLAY_CACHE = 32
-
-
-@dataclass
-class SearchRequest:
-    """One query waiting in the micro-batcher: a text, an image or ``(n_tokens, dim)`` vectors, and its options."""
-
-    query: Any
-    k: int
-    filter: Mapping[str, Any] | None
-    two_stage: bool | str | None = None
-    prefetch: int | None = None
-    coarse: int | None = None
-
-    def group(self) -> tuple[Any, ...]:
-        """Requests with the same key share one ``search_batch`` call."""
-        return (
-            self.k,
-            json.dumps(self.filter, sort_keys=True, default=str),
-            self.two_stage,
-            self.prefetch,
-            self.coarse,
-        )
 
 
 class IndexService:
@@ -81,7 +58,7 @@ class IndexService:
         self._overlays: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
         self._overlay_lock = threading.Lock()
         self.batcher: MicroBatcher[SearchRequest] = MicroBatcher(
-            self._run_batch,
+            lambda requests: run_search_batch(self.index, self.encoder, requests),
             max_batch=self.config.max_batch,
             max_wait_s=self.config.max_wait_ms / 1000.0,
             name="sap-rag-batcher",
@@ -202,64 +179,6 @@ class IndexService:
         if tokenizer is None:
             return None
         return len(tokenizer(text, add_special_tokens=True)["input_ids"])
-
-    def _run_batch(self, requests: list[SearchRequest]) -> list[Any]:
-        """The batcher's handler: encode every query of the batch at once, then search per option group."""
-        from PIL import Image
-
-        results: list[Any] = [None] * len(requests)
-        vectors: list[Any] = [None] * len(requests)
-        texts = [i for i, r in enumerate(requests) if isinstance(r.query, str)]
-        images = [i for i, r in enumerate(requests) if isinstance(r.query, Image.Image)]
-        for i, r in enumerate(requests):
-            if i not in texts and i not in images:
-                vectors[i] = r.query  # precomputed vectors
-        if texts:
-            self._encode(texts, requests, vectors, results, lambda qs: self.encoder.encode_queries(qs))
-        if images:
-            self._encode(
-                images,
-                requests,
-                vectors,
-                results,
-                lambda qs: [p.embeddings for p in self.encoder.encode_pages(qs, indegree_layers=None)],
-            )
-        groups: dict[tuple[Any, ...], list[int]] = {}
-        for i, r in enumerate(requests):
-            if results[i] is None:
-                groups.setdefault(r.group(), []).append(i)
-        for members in groups.values():
-            first = requests[members[0]]
-            options = {"filter": first.filter, "two_stage": first.two_stage, "prefetch": first.prefetch}
-            options["coarse"] = first.coarse
-            try:
-                found = self.index.search_batch([vectors[i] for i in members], first.k, **options)
-            except Exception as exc:
-                if len(members) == 1:
-                    results[members[0]] = exc
-                    continue
-                found = []
-                for i in members:  # find whose query failed; the others still get their hits
-                    try:
-                        found.append(self.index.search_batch([vectors[i]], first.k, **options)[0])
-                    except Exception as one:
-                        found.append(one)
-            for i, hits in zip(members, found):
-                results[i] = hits
-        return results
-
-    @staticmethod
-    def _encode(members: list[int], requests: list[SearchRequest], vectors: list[Any], results: list[Any], fn) -> None:
-        try:
-            encoded = fn([requests[i].query for i in members])
-            for i, tensor in zip(members, encoded):
-                vectors[i] = tensor
-        except Exception:
-            for i in members:  # one bad query must not fail the batch
-                try:
-                    vectors[i] = fn([requests[i].query])[0]
-                except Exception as exc:
-                    results[i] = exc
 
     # --- pages and documents ---------------------------------------------------------------------
 
