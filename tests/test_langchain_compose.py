@@ -110,6 +110,10 @@ def test_index_api_async(store, folder):
         aindex(docs, manager, store, cleanup="incremental", source_id_key="source", key_encoder="sha256")
     )
     assert result["num_added"] == 2 and _texts(store) == ["Outlook 2024", "Risks"]
+    found = store.similarity_search(QUERY, k=2)
+    keys = set(manager.list_keys())
+    assert {d.id for d in found} == keys  # the record manager's keys
+    assert sorted((d.metadata["page_number"], d.page_content) for d in found) == [(1, "Outlook 2024"), (2, "Risks")]
 
 
 # --- composite retrievers ------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -74,6 +75,7 @@ class IndexHandle:
         from sap_rag.index import as_index
 
         self.owner = owner
+        self._lock = threading.Lock()  # one upgrade at a time (aadd_documents runs in threads)
         if isinstance(index, (str, os.PathLike)):
             if read_only is not None and not isinstance(read_only, bool):
                 raise InvalidInputError(f"read_only must be True, False or None, got {read_only!r}")
@@ -119,6 +121,10 @@ class IndexHandle:
             IndexLockedError: others have the index open (read-only opens, or a writer); the store
                 keeps searching through a read-only open where it can.
         """
+        with self._lock:
+            return self._writable()
+
+    def _writable(self) -> Any:
         from sap_rag.index import IndexLockedError, SAPIndex
 
         index = self.index
