@@ -146,7 +146,7 @@ def run_serve(args: argparse.Namespace) -> int:
     app = create_app(index, config=config, mcp=not args.no_mcp)
     app.state.service._owns_index = True  # the server closes the index on shutdown
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    auth = "API key required" if config.api_key else "no API key (loopback only)"
+    auth = "API key required" if config.api_key else "no API key: loopback only"
     print(f"sap-rag serving {args.index} on http://{shown}:{args.port} ({auth}); API docs at /docs", flush=True)
     uvicorn.run(
         app,
