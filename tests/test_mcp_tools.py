@@ -214,10 +214,16 @@ def test_mount_mcp_on_a_plain_fastapi_app_runs_its_session_manager(served):
         yield
         ran.append("stop")
 
+    import httpx
+
     app = FastAPI(lifespan=lifespan)
-    mount_mcp(app, StandInService(served[1]))
+    mount_mcp(app, StandInService(served[1]), allowed_hosts=["127.0.0.1:*"])
     with live_server(app) as url:
         assert structured(call(url, "list_documents", {}, headers=None))["total"] == 3
+        # allowed_hosts turns on the SDK's DNS-rebinding check: a page on another host name is refused
+        rebound = {"Host": "attacker.example", "Content-Type": "application/json", "Accept": "application/json"}
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        assert httpx.post(f"{url}/mcp", json=ping, headers=rebound, timeout=30).status_code == 421
     assert ran == ["start", "stop"]
 
 

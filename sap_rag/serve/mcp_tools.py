@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
-import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from ..errors import InvalidInputError, MissingDependencyError, SapRagError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BodyLimit", "MCPOptions", "bounded_jpeg", "build_mcp_server", "mount_mcp", "run_stdio"]
+__all__ = ["MCPOptions", "bounded_jpeg", "build_mcp_server", "mount_mcp", "run_stdio"]
 
 SERVER_NAME = "sap-rag"
 INSTRUCTIONS = (
@@ -99,10 +98,6 @@ def _sdk() -> tuple[Any, Any, Any]:
         except ImportError as exc:
             raise MissingDependencyError(INSTALL_HINT + " (mcp>=1.20)") from exc
     return MCPServer, ToolError, mcp_types
-
-
-def _is_v1(server_class: Any) -> bool:
-    return server_class.__name__ == "FastMCP"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -301,30 +296,6 @@ def build_mcp_server(service: Any, options: MCPOptions | None = None) -> Any:
     return server
 
 
-def _streamable_http_app(server: Any, path: str, allowed_hosts: Sequence[str] | None) -> Any:
-    """The SDK's Starlette app serving ``server`` at ``path``, with its Host/Origin check set explicitly.
-
-    The SDK turns on DNS-rebinding protection for loopback hosts only when it is told the host; here
-    the app decides: ``allowed_hosts`` (e.g. ``["127.0.0.1:*", "localhost:*"]``) turns it on for those
-    Host headers, None leaves Host checking to the surrounding app (a reverse proxy's Host must pass).
-    """
-    from mcp.server.transport_security import TransportSecuritySettings
-
-    if allowed_hosts is None:
-        security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    else:
-        hosts = list(allowed_hosts)
-        origins = [f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")]
-        security = TransportSecuritySettings(
-            enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
-        )
-    if _is_v1(type(server)):
-        server.settings.streamable_http_path = path
-        server.settings.transport_security = security
-        return server.streamable_http_app()
-    return server.streamable_http_app(streamable_http_path=path, transport_security=security)
-
-
 def mount_mcp(
     app: Any,
     service: Any,
@@ -337,7 +308,7 @@ def mount_mcp(
 
     The MCP endpoint is added as a route of ``app`` itself (not a sub-app mount, which would answer
     ``/mcp`` with a redirect to ``/mcp/``), so the app's middleware (the API key check) applies to it;
-    its request bodies are bounded by ``options.max_request_bytes`` (:class:`BodyLimit`).
+    its request bodies are bounded by ``options.max_request_bytes`` (:class:`~.mcp_http.BodyLimit`).
 
     The SDK's session manager must run while the app runs, and a mounted app's own lifespan never
     runs. So the manager's ``run()`` is appended to ``app.state.lifespan_hooks`` when the app has
@@ -352,9 +323,11 @@ def mount_mcp(
         raise InvalidInputError(f"the MCP path must start with '/' and not end with one, got {path!r}")
     from starlette.routing import Route
 
+    from .mcp_http import BodyLimit, streamable_http_app
+
     options = options or MCPOptions()
     server = build_mcp_server(service, options)
-    http_app = _streamable_http_app(server, path, allowed_hosts)
+    http_app = streamable_http_app(server, path, allowed_hosts)
     app.router.routes.append(Route(path, endpoint=BodyLimit(http_app, options.max_request_bytes)))
     hooks = getattr(getattr(app, "state", None), "lifespan_hooks", None)
     if isinstance(hooks, list):
@@ -369,51 +342,6 @@ def mount_mcp(
 
     app.router.lifespan_context = lifespan
     return server
-
-
-class BodyLimit:
-    """ASGI wrapper: a request body over ``max_bytes`` is answered 413 (JSON error) before ``app`` sees it.
-
-    Bodies are read up to the limit and replayed to ``app``; requests without a body (the GET event
-    stream, DELETE) pass straight through.
-    """
-
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "DELETE", "OPTIONS"):
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
-        body = bytearray()
-        too_big = declared.isdigit() and int(declared) > self.max_bytes
-        while not too_big:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body.extend(message.get("body", b""))
-            too_big = len(body) > self.max_bytes
-            if not message.get("more_body", False):
-                break
-        if too_big:
-            text = f"the MCP request body is over {self.max_bytes:,} bytes, the most this server takes"
-            data = json.dumps({"error": {"type": "LimitExceededError", "message": text}}).encode()
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-            await send({"type": "http.response.start", "status": 413, "headers": headers})
-            await send({"type": "http.response.body", "body": data})
-            return
-        replayed = False
-
-        async def replay() -> Any:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": bytes(body), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
 
 
 def run_stdio(service: Any, options: MCPOptions | None = None) -> None:
