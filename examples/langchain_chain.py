@@ -2,14 +2,15 @@
 
     retriever (pages as Documents) -> prompt with the page images -> chat model -> answer
 
-Runs offline in seconds: a tiny random-weight ColQwen2 (so the ranking is arbitrary) and a fake
-chat model that only shows what it was sent. For real use, change the two lines marked
-"REAL MODEL" and "REAL LLM" below, e.g.
+Runs offline in seconds: the repository's toy ColQwen2 (models/sap-rag-toy-colqwen2, trained on
+synthetic report pages like the samples: it finds the answering page of questions like the default
+one, but it is not a production model) and a fake chat model that only shows what it was sent. For
+real use, change the two lines marked "REAL MODEL" and "REAL LLM" below, e.g.
 
     encoder="vidore/colqwen2-v1.0"                      # needs the weights (hub or local dir)
     llm = ChatOpenAI(model="gpt-4o")                    # pip install langchain-openai; any vision chat model
 
-    python examples/langchain_chain.py [--index-dir DIR] [--data DIR] [--question TEXT]
+    python examples/langchain_chain.py [--index-dir DIR] [--data DIR] [--question TEXT] [--verbose]
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrou
 from langchain_sap_rag import SAPRetriever, page_images_message
 
 DATA = Path(__file__).resolve().parent / "data"
+TOY_MODEL = Path(__file__).resolve().parents[1] / "models" / "sap-rag-toy-colqwen2"
 
 
 def build_chain(retriever: BaseRetriever, llm: BaseChatModel) -> Runnable:
@@ -78,9 +80,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--index-dir", type=Path, help="where to keep the index (default: a temporary folder)")
     parser.add_argument("--data", type=Path, default=DATA, help="PDFs or images to index")
-    parser.add_argument("--question", default="What was the revenue in 2023?")
+    parser.add_argument("--question", default="What was the revenue of Acme Industries in 2022?")
+    parser.add_argument("--verbose", action="store_true", help="log details (sap-rag, transformers) to stderr")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
 
     with tempfile.TemporaryDirectory() as scratch:
         index_dir = args.index_dir or Path(scratch) / "index"
@@ -88,7 +91,7 @@ def main() -> None:
         with SAPRetriever.from_paths(
             args.data,
             index_dir,
-            encoder="tiny:colqwen2",  # REAL MODEL: "vidore/colqwen2-v1.0"
+            encoder=str(TOY_MODEL),  # REAL MODEL: "vidore/colqwen2-v1.0"
             keep_ratio=0.1,
             k=2,
         ) as retriever:

@@ -4,14 +4,15 @@
     -> IngestionPipeline([VisualDocumentIndexer], docstore, upserts) -> SAPRetriever
     -> RetrieverQueryEngine(multimodal=True) -> the page images reach the LLM
 
-Runs offline in seconds: a tiny random-weight ColQwen2 (so the ranking is arbitrary) and a mock
-chat LLM that only echoes its prompt. For real use, change the two lines marked "REAL MODEL" and
-"REAL LLM" below, e.g.
+Runs offline in seconds: the repository's toy ColQwen2 (models/sap-rag-toy-colqwen2, trained on
+synthetic report pages like the samples: it finds the answering page of questions like the default
+one, but it is not a production model) and a mock chat LLM that only echoes its prompt. For real
+use, change the two lines marked "REAL MODEL" and "REAL LLM" below, e.g.
 
     load_encoder("vidore/colqwen2-v1.0")                # needs the weights (hub or local dir)
     llm = OpenAI(model="gpt-4o")                        # pip install llama-index-llms-openai; any multimodal chat LLM
 
-    python examples/llamaindex_query_engine.py [--index-dir DIR] [--data DIR] [--question TEXT]
+    python examples/llamaindex_query_engine.py [--index-dir DIR] [--data DIR] [--question TEXT] [--verbose]
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from sap_rag import load_encoder
 from sap_rag.index import SAPIndex
 
 DATA = Path(__file__).resolve().parent / "data"
+TOY_MODEL = Path(__file__).resolve().parents[1] / "models" / "sap-rag-toy-colqwen2"
 
 
 class ImageCounter(BaseEventHandler):
@@ -58,15 +60,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--index-dir", type=Path, help="where to keep the index (default: a temporary folder)")
     parser.add_argument("--data", type=Path, default=DATA, help="folder of PDFs to index")
-    parser.add_argument("--question", default="What was the revenue in 2023?")
+    parser.add_argument("--question", default="What was the revenue of Acme Industries in 2022?")
+    parser.add_argument("--verbose", action="store_true", help="log details (sap-rag, llama-index) to stderr")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    # SimpleDirectoryReader warns that its optional default readers are missing; SAPPageReader reads the PDFs.
-    logging.getLogger("llama_index.core.readers.file.base").setLevel(logging.ERROR)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    if not args.verbose:
+        # SimpleDirectoryReader warns that its optional default readers (llama-index-readers-file) are
+        # missing; SAPPageReader reads the PDFs here, so that warning is noise.
+        logging.getLogger("llama_index.core.readers.file.base").setLevel(logging.ERROR)
 
     with tempfile.TemporaryDirectory() as scratch:
         index_dir = args.index_dir or Path(scratch) / "index"
-        encoder = load_encoder("tiny:colqwen2")  # REAL MODEL: load_encoder("vidore/colqwen2-v1.0")
+        encoder = load_encoder(TOY_MODEL)  # REAL MODEL: load_encoder("vidore/colqwen2-v1.0")
         with SAPIndex.create(index_dir, encoder=encoder, keep_ratio=0.1) as index:
             # One ImageDocument per page (rendered image, PDF text layer, file hash); ids stable per file
             # and page, so the docstore re-indexes an edited file and deletes a removed one.

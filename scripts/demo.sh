@@ -43,3 +43,6 @@ read -r doc page <<<"$best"
 echo
 echo "== sap-rag show --doc $doc --page $page"
 "$SAP" show --index "$OUT/index" --doc "$doc" --page "$page" --out "$OUT/overlay.png"
+echo
+echo "sap-rag is installed in $VENV: run 'source $VENV/bin/activate' to use the sap-rag command from any folder"
+echo "(or call $SAP directly); the index is $OUT/index, e.g. sap-rag search \"your question\" --index $OUT/index"

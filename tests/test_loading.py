@@ -123,3 +123,26 @@ def test_importing_the_core_pulls_in_no_framework_and_no_model_stack():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_a_local_checkpoint_is_recorded_by_its_absolute_path_and_loads_quietly(
+    tiny_encoder, tmp_path, monkeypatch, capfd
+):
+    """An index records ``describe()``: a relative folder would not open from another directory.
+    Loading a small checkpoint shows no weight-loading bar and no loss_type warning, and leaves
+    transformers' own progress-bar setting as it was."""
+    from transformers.utils import logging as hf_logging
+
+    checkpoint = tmp_path / "models" / "toy"
+    tiny_encoder.model.save_pretrained(checkpoint)
+    tiny_encoder.processor.save_pretrained(checkpoint)
+    monkeypatch.chdir(tmp_path)
+    hf_logging.enable_progress_bar()
+    capfd.readouterr()
+    loaded = load_encoder("models/toy", window=[1])
+    assert loaded.spec == str(checkpoint.resolve()) == loaded.describe()["spec"]
+    assert load_encoder("tiny:colqwen2").describe()["spec"] == "tiny:colqwen2"
+    loaded.model.loss_function  # noqa: B018 - what TorchScript tracing reads: transformers warns here
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "loss_type" not in err
+    assert hf_logging.is_progress_bar_enabled()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from conftest import make_page
@@ -122,3 +124,131 @@ def test_sr_curve_plot_is_a_png(tmp_path):
     path = plot_sr_curve(calibration, tmp_path / "plots" / "sr.png")
     with Image.open(path) as png:
         assert png.format == "PNG" and png.size[0] > 300
+
+
+def test_overlay_colours_spread_over_a_heavy_tailed_page_and_its_legend_says_what_the_score_is(tiny_encoder, tmp_path):
+    """In-degree is heavy-tailed (one attention-sink patch holds most of it): the colours still tell
+    the other patches apart, and the legend names the score, its layers and the scale."""
+    import dataclasses
+
+    from sap_rag.viz import colour_levels
+
+    image = make_page(3, (300, 420))
+    (page,) = tiny_encoder.encode_pages([image])
+    generator = torch.Generator().manual_seed(0)
+    heavy = torch.rand(page.num_tokens, generator=generator) * 0.05
+    heavy[0] = 30.0  # a sink, as the toy model's first patch (29.2 against a median of 0.07)
+    page = dataclasses.replace(page, sap_scores=heavy, window=(1, 2, 3))
+    white = Image.new("RGB", image.size, "white")
+    rendered = render_overlay(white, page)
+    rows, cols = page.grid_shape
+    px1, py1 = rendered.page_box[2:]
+    cell_w, cell_h = (px1 + 1) / cols, (py1 + 1) / rows
+    fine = [i for i in range(page.num_tokens) if page.extents[i].tolist() == [1.0, 1.0]]
+
+    def luminance(i):
+        r, c = (page.positions[i] + 0.5).tolist()
+        red, green, blue = rendered.image.getpixel((int(c * cell_w), int(r * cell_h)))
+        return 0.299 * red + 0.587 * green + 0.114 * blue
+
+    def ramp(level):
+        red, green, blue = _on_white(_heat_colour(level))
+        return 0.299 * red + 0.587 * green + 0.114 * blue
+
+    seen = torch.tensor([luminance(i) for i in fine])
+    low, high = torch.quantile(seen, 0.1), torch.quantile(seen, 0.9)
+    assert high - low > 0.6 * (ramp(1.0) - ramp(0.0))  # the middle 80% of patches span most of the ramp
+    # Colour follows rank: a higher score never gets a darker (lower) colour than a lower score.
+    order = sorted(fine, key=lambda i: float(heavy[i]))
+    assert all(luminance(a) <= luminance(b) + 1 for a, b in itertools.pairwise(order))
+    assert rendered.score_range == (float(heavy.min()), 30.0)
+    assert rendered.levels is not None and torch.equal(rendered.levels, colour_levels(heavy))
+    assert rendered.legend == (
+        "colour: SAP score (mean attention in-degree over layers 1-3) as a percentile on this page"
+    )
+    path = save_anchor_overlay(tmp_path / "o.png", white, page)
+    with Image.open(path) as png:
+        assert png.text["Legend"] == rendered.legend
+    # Scores of another kind are named by their label alone.
+    assert render_overlay(white, page, scores=heavy, score_label="my score").legend == (
+        "colour: my score as a percentile on this page"
+    )
+
+
+def test_colour_levels_are_percentiles_with_ties_sharing_a_level():
+    from sap_rag.viz import colour_levels
+
+    values = torch.tensor([5.0, 1.0, 3.0, 3.0, 1000.0, -2.0, 3.0])
+    levels = colour_levels(values)
+    n = len(values)
+    for i, v in enumerate(values.tolist()):
+        below = sum(1 for w in values.tolist() if w < v)
+        equal = sum(1 for w in values.tolist() if w == v)
+        assert levels[i].item() == pytest.approx((below + (equal - 1) / 2) / (n - 1), abs=1e-12)
+    assert colour_levels(torch.tensor([2.0])).tolist() == [1.0]
+    assert colour_levels(torch.tensor([2.0, 2.0])).tolist() == [0.5, 0.5]
+
+
+def _rows(datasets=("esg_reports_v2", "economics_reports_v2", "mean")):
+    from sap_rag.eval.harness import ResultRow
+
+    rows = []
+    for d, dataset in enumerate(datasets):
+        unpruned = 0.5 + 0.1 * d
+        rows.append(ResultRow(dataset, "none", 1.0, 10, 10, unpruned, 0.6, 0.4, 0.7, 0.8, 1.0, 100, 25600, 1.0, 0.0))
+        for p, pruner in enumerate(("sap", "random", "cluster", "spare", "eos_adaptive")):
+            for keep in (0.2, 0.1, 0.05):
+                kept = unpruned * (0.7 + 0.05 * p + keep)
+                rows.append(
+                    ResultRow(
+                        dataset,
+                        pruner,
+                        keep,
+                        10,
+                        10,
+                        kept,
+                        0.6,
+                        0.4,
+                        0.7,
+                        0.8,
+                        0.9,
+                        100 * keep,
+                        2560,
+                        0.1,
+                        0.1,
+                        ndcg_at_5_retention=kept / unpruned,
+                    )
+                )
+    return rows
+
+
+def test_the_retention_plot_names_model_and_datasets_draws_the_unpruned_level_and_keeps_its_legend_off_the_lines(
+    tmp_path,
+):
+    from sap_rag.eval.reports import model_label, plot_retention, retention_figure
+
+    rows = _rows()
+    model = model_label({"spec": "/somewhere/models/sap-rag-toy-colqwen2", "family": "colqwen2", "window": [1]})
+    assert model == "sap-rag-toy-colqwen2 (colqwen2, SAP window [1])"
+    figure = retention_figure(rows, model=model)
+    figure.canvas.draw()
+    title = figure.get_suptitle()
+    assert model in title and "esg_reports_v2" in title and "economics_reports_v2" in title
+    axes = [ax for ax in figure.axes if ax.get_visible()]
+    assert len(axes) == 3
+    for ax, (dataset, unpruned) in zip(axes, [("esg_reports_v2", 0.5), ("economics_reports_v2", 0.6), ("mean", 0.7)]):
+        assert ax.get_title() == f"{dataset}: unpruned NDCG@5 {unpruned:.3f}"
+        # the unpruned level: a horizontal line at 100% across the panel
+        assert any(list(line.get_ydata()) == [100.0, 100.0] for line in ax.get_lines())
+    (legend,) = figure.legends
+    assert "unpruned (100%)" in [text.get_text() for text in legend.get_texts()]
+    assert {"sap", "random", "cluster", "spare", "eos_adaptive"} <= {text.get_text() for text in legend.get_texts()}
+    # Off the lines: the legend's box overlaps no panel, and the title's none either.
+    renderer = figure.canvas.get_renderer()
+    boxes = [legend.get_window_extent(renderer), figure._suptitle.get_window_extent(renderer)]
+    for ax in axes:
+        panel = ax.get_window_extent(renderer)
+        assert not any(box.overlaps(panel) for box in boxes)
+    path = plot_retention(rows, tmp_path / "retention.png", model=model)
+    with Image.open(path) as png:
+        assert png.format == "PNG"

@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInputError, SapRagError
+from ..errors import InvalidInputError, ModelLoadError, SapRagError
+from ..model_spec import is_local_path, same_model
 
 DEFAULT_MODEL = "tiny:colqwen2"
 """The ``--model`` default of every subcommand (index, calibrate, eval): change it here only."""
@@ -106,15 +107,28 @@ def read_manifest(path: Path):
 
 
 def recorded_model(path: Path, manifest: Any, model: str | None = None) -> tuple[str, Any]:
-    """``(spec, window)`` of the index's encoder; refuse a different ``model``."""
+    """``(spec, window)`` of the index's encoder; refuse a different ``model`` and a model folder that is gone.
+
+    ``model`` may name the recorded folder by another path (relative, through a link): it is
+    compared once resolved. A local folder is recorded by its absolute path, so the index opens
+    from any working directory; when that folder has been moved or deleted, the error says how to
+    put it back or to open the index with the model elsewhere (``search`` and ``info`` take no
+    ``--model``: an index names its own).
+    """
     recorded = manifest.encoder
     if recorded is None:
         raise InvalidInputError(f"the index at {path} has no encoder (it holds precomputed pages only)")
     spec = recorded["spec"]
-    if model is not None and model != spec:
+    if model is not None and not same_model(model, spec):
         raise InvalidInputError(
             f"the index at {path} was built with --model {spec}, not {model}; "
             "leave --model out to use the index's model, or choose another --index"
+        )
+    if is_local_path(spec) and not os.path.isdir(os.path.expanduser(spec)):
+        raise ModelLoadError(
+            f"the index at {path} was built with the model in {spec}, which is not there any more; put the "
+            "checkpoint folder back at that path (or a link to it there), or open the index in Python with the "
+            f"model's new folder: SAPIndex.open({str(path)!r}, encoder=sap_rag.load_encoder('NEW_FOLDER'))"
         )
     return spec, recorded.get("window")
 

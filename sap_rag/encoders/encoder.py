@@ -12,6 +12,7 @@ from torch import nn
 
 from ..errors import InvalidInputError
 from ..ingest.images import load_image
+from ..model_spec import resolve_spec
 from ..types import PageEncoding
 from .attention import AttentionCapture, indegree_from_attention
 from .families import FamilySpec
@@ -27,7 +28,8 @@ class PageEncoder:
     Build one with :func:`sap_rag.load_encoder`. Attributes: ``model``, ``processor``,
     ``family`` (e.g. ``"colqwen2"``), ``num_layers`` (language-model decoder layers),
     ``window`` (layers whose mean in-degree is the SAP score), ``dim``, ``spec`` (what it was
-    loaded from), ``scorable_layers`` (layers that return attention weights).
+    loaded from: a hub id, ``tiny:<family>``, or a local folder's absolute path), ``scorable_layers``
+    (layers that return attention weights).
     """
 
     def __init__(
@@ -44,7 +46,7 @@ class PageEncoder:
         self.model = model.eval()
         self.processor = processor
         self.family_spec = family
-        self.spec = spec
+        self.spec = resolve_spec(spec)  # an index records it: a relative folder would not open elsewhere
         self.batch_size = int(batch_size)
         self._attention_modules = family.attention_modules(model)
         self._text_model = family.text_model(model)
@@ -86,7 +88,11 @@ class PageEncoder:
         return next(self.model.parameters()).dtype
 
     def describe(self) -> dict[str, Any]:
-        """JSON-able identity of this encoder (stored in index manifests)."""
+        """JSON-able identity of this encoder (stored in index manifests).
+
+        ``spec`` is a hub id, a ``tiny:<family>`` spec or a local checkpoint folder's absolute path,
+        so that an index opens its model from any working directory.
+        """
         return {
             "spec": self.spec,
             "family": self.family,

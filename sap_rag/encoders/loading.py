@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ import torch
 
 from .._compat import import_colpali_engine
 from ..errors import CalibrationError, InvalidInputError, ModelLoadError, UnknownFamilyError
+from ..model_spec import TINY_PREFIX, resolve_spec
 from .encoder import PageEncoder
 from .families import FamilySpec, family_for_config, get_family
 
@@ -23,9 +25,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TINY_PREFIX", "detect_family", "hub_reachable", "load_encoder"]
-
-TINY_PREFIX = "tiny:"
+__all__ = ["TINY_PREFIX", "detect_family", "hub_reachable", "load_encoder", "resolve_spec"]
 
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -57,9 +57,21 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def _local_hint(spec: str) -> str:
+    # True for every command: `search` and `info` have no --model, an index names its own model.
     return (
-        f"download it where there is network (huggingface-cli download {spec} --local-dir DIR) and pass "
-        "--model DIR (model=DIR in Python), or use 'tiny:<family>' for an offline test model"
+        f"fetch it where there is network with 'hf download {spec}' (older huggingface_hub: "
+        f"'huggingface-cli download {spec}'), which puts it in the hub cache that sap-rag reads offline; "
+        "or download it to a folder (--local-dir DIR) and use that folder as the model (--model DIR for "
+        "sap-rag index, calibrate and eval; load_encoder(DIR) in Python); or use 'tiny:<family>' for an "
+        "offline test model"
+    )
+
+
+def _relative_hint(spec: str) -> str:
+    """What to do when ``spec`` may be a checkpoint folder given relative to another working directory."""
+    return (
+        f"if {spec!r} is a checkpoint folder, run from the folder it is relative to (an index built before "
+        "sap-rag recorded absolute model paths names its model folder as typed where it was built)"
     )
 
 
@@ -75,8 +87,9 @@ def _read_json(spec: str, filename: str) -> dict[str, Any] | None:
         return json.loads(target.read_text()) if target.is_file() else None
     if not _HUB_ID.fullmatch(spec):
         raise ModelLoadError(
-            f"--model {spec!r} is neither a checkpoint folder (no such directory) nor a hub id like "
-            "'vidore/colqwen2-v1.0'; check the path or the name, or use 'tiny:<family>' for an offline test model"
+            f"the model {spec!r} is neither a checkpoint folder (no such directory from {os.getcwd()}) nor a hub "
+            "id like 'vidore/colqwen2-v1.0'; check the path or the name, or use 'tiny:<family>' for an offline "
+            "test model"
         )
     try:
         from huggingface_hub import hf_hub_download, try_to_load_from_cache
@@ -89,8 +102,9 @@ def _read_json(spec: str, filename: str) -> dict[str, Any] | None:
     if _offline_mode() or not hub_reachable():
         why = "HF_HUB_OFFLINE is set" if _offline_mode() else "the Hugging Face hub cannot be reached (no network?)"
         raise ModelLoadError(
-            f"cannot load {spec!r}: there is no folder of that name here, it is not in the local hub cache, and "
-            f"{why}; {_local_hint(spec)}"
+            f"cannot load {spec!r}: there is no folder of that name in {os.getcwd()} (the working directory), "
+            f"it is not in the local hub cache, and {why}; {_relative_hint(spec)}; if it is a hub model, "
+            f"{_local_hint(spec)}"
         )
     try:
         return json.loads(Path(hf_hub_download(spec, filename)).read_text())
@@ -183,6 +197,56 @@ def _resolve_window(
     )
 
 
+class _EncoderOnlyNoise(logging.Filter):
+    """Drops transformers' "`loss_type=None` was set in the config but it is unrecognized" warning.
+
+    It is about the training loss, which an encoder never computes, and colpali-engine's classes
+    always trigger it (TorchScript tracing reads every property). Shown when this library logs at
+    INFO (``sap-rag --verbose``).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return logger.isEnabledFor(logging.INFO) or not str(record.msg).startswith("`loss_type=")
+
+
+def _drop_encoder_only_noise() -> None:
+    """Install :class:`_EncoderOnlyNoise` on the logger that emits it (once per process)."""
+    target = logging.getLogger("transformers.modeling_utils")
+    if not any(isinstance(f, _EncoderOnlyNoise) for f in target.filters):
+        target.addFilter(_EncoderOnlyNoise())
+
+
+def _weight_bytes(spec: str) -> int | None:
+    """Bytes of weight files of a local checkpoint or a hub id's cached snapshot; None if unknown."""
+    from .compiled import WEIGHT_SUFFIXES, _checkpoint_dir
+
+    folder = _checkpoint_dir(spec)
+    if folder is None:
+        return None
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+
+
+@contextlib.contextmanager
+def _quiet_small_load(spec: str) -> Iterator[None]:
+    """transformers' "Loading weights" bar off while a small checkpoint loads (it takes a fraction of a
+    second), unless this library logs at INFO (``sap-rag --verbose``). A large or not yet downloaded
+    model keeps its bars: there they show real progress."""
+    from transformers.utils import logging as hf_logging
+
+    from .compiled import MAX_WEIGHT_BYTES
+
+    size = _weight_bytes(spec)
+    quiet = size is not None and size <= MAX_WEIGHT_BYTES and not logger.isEnabledFor(logging.INFO)
+    if not quiet or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
+
+
 def load_encoder(
     spec: str | os.PathLike,
     *,
@@ -198,7 +262,8 @@ def load_encoder(
     Args:
         spec: a hub id (``"vidore/colqwen2-v1.0"``), a local checkpoint directory, or
             ``"tiny:<family>"`` for a tiny random-weight model built offline (tests and demos
-            only: its retrieval quality means nothing).
+            only: its retrieval quality means nothing). A local directory becomes its absolute
+            path (``encoder.spec``, recorded by an index), so the index opens from any folder.
         device: defaults to CUDA when available, else CPU.
         dtype: defaults to bfloat16 on CUDA, float32 on CPU.
         window: the SAP layer window: a list of layers, a ``Calibration`` or its JSON path.
@@ -211,7 +276,8 @@ def load_encoder(
     """
     if not isinstance(spec, (str, os.PathLike)) or not os.fspath(spec).strip():
         raise InvalidInputError(f"a model spec is a hub id, a local directory or 'tiny:<family>', got {spec!r}")
-    spec = os.fspath(spec)
+    spec = resolve_spec(spec)  # a local folder as its absolute path: what describe() and an index record
+    _drop_encoder_only_noise()
     torch_device = torch.device(device) if device is not None else _default_device()
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, None)
@@ -232,8 +298,9 @@ def load_encoder(
         processor_cls = getattr(models, family.processor_class)
         logger.info("loading %s from %s", family.display, spec)
         try:
-            model = model_cls.from_pretrained(spec, dtype=torch_dtype, attn_implementation="sdpa", **model_kwargs)
-            processor = processor_cls.from_pretrained(spec)
+            with _quiet_small_load(spec):
+                model = model_cls.from_pretrained(spec, dtype=torch_dtype, attn_implementation="sdpa", **model_kwargs)
+                processor = processor_cls.from_pretrained(spec)
         except UnknownFamilyError:
             raise
         except Exception as exc:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 from ..errors import MissingDependencyError
@@ -19,7 +20,16 @@ TINY_NOTE = (
     "pruner keeps retrieval quality.**"
 )
 
-__all__ = ["markdown_report", "plot_retention", "require_matplotlib", "retention_table", "write_csv", "write_reports"]
+__all__ = [
+    "markdown_report",
+    "model_label",
+    "plot_retention",
+    "require_matplotlib",
+    "retention_figure",
+    "retention_table",
+    "write_csv",
+    "write_reports",
+]
 
 
 def require_matplotlib(purpose: str):
@@ -135,17 +145,39 @@ def markdown_report(results: EvalResults) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_retention(rows: Sequence[ResultRow], path: str | Path, metric: str = "ndcg_at_5") -> Path:
-    """PNG: ``metric`` retention against keep ratio, one line per pruner, one panel per dataset."""
+def model_label(encoder: dict) -> str:
+    """A short name of the encoder a report describes: a local checkpoint by its folder's name, with
+    its family and SAP window.
+
+    >>> model_label({"spec": "/work/models/sap-rag-toy-colqwen2", "family": "colqwen2", "window": [1]})
+    'sap-rag-toy-colqwen2 (colqwen2, SAP window [1])'
+    >>> model_label({"spec": "tiny:colqwen2"})
+    'tiny:colqwen2 (random weights)'
+    """
+    spec = str(encoder.get("spec") or "unknown model")
+    name = PurePath(spec).name if PurePath(spec).is_absolute() else spec
+    if spec.startswith("tiny:"):
+        return f"{name} (random weights)"
+    details = [str(encoder["family"])] if encoder.get("family") else []
+    if encoder.get("window") is not None:
+        details.append(f"SAP window {list(encoder['window'])}")
+    return f"{name} ({', '.join(details)})" if details else name
+
+
+def retention_figure(rows: Sequence[ResultRow], metric: str = "ndcg_at_5", *, model: str | None = None):
+    """The retention plot as a matplotlib ``Figure`` (see :func:`plot_retention`)."""
     FigureCanvasAgg, Figure = require_matplotlib("the retention plot")
     groups = _groups(rows)
+    label = metric.replace("_at_", "@").upper()
     ncols = min(3, len(groups))
     nrows = math.ceil(len(groups) / ncols)
-    figure = Figure(figsize=(5.2 * ncols, 4.0 * nrows), dpi=110)
+    # Constrained layout keeps the legend (under the panels) and the two-line title off the axes.
+    figure = Figure(figsize=(5.2 * ncols, 4.0 * nrows + 1.2), dpi=110, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(nrows, ncols, squeeze=False).ravel()
     for ax in axes[len(groups) :]:
         ax.set_visible(False)
+    handles: dict[str, object] = {}
     for ax, group in zip(axes, groups):
         chosen = [r for r in rows if r.dataset == group and r.pruner != "none"]
         pruners: list[str] = []
@@ -156,19 +188,46 @@ def plot_retention(rows: Sequence[ResultRow], path: str | Path, metric: str = "n
             points = sorted((r.keep_ratio, getattr(r, f"{metric}_retention")) for r in chosen if r.pruner == pruner)
             xs, ys = zip(*points)
             style = {"linewidth": 2.4} if pruner.startswith("sap") else {"linewidth": 1.4}
-            ax.plot(xs, [100 * y for y in ys], marker="o", label=pruner, **style)
-        ax.axhline(100.0, color="grey", linestyle=":", linewidth=1)
+            (line,) = ax.plot(xs, [100 * y for y in ys], marker="o", label=pruner, **style)
+            handles.setdefault(pruner, line)
+        # The unpruned model is the 100% level; its own score (in the panel's title) says what 100% is.
+        unpruned = next((r for r in rows if r.dataset == group and r.pruner == "none"), None)
+        level = getattr(unpruned, metric, None) if unpruned is not None else None
+        handles.setdefault("unpruned (100%)", ax.axhline(100.0, color="black", linestyle="--", linewidth=1.2, zorder=1))
         ax.set_xscale("log")
         ratios = sorted({r.keep_ratio for r in chosen})
         ax.set_xticks(ratios)
         ax.set_xticklabels([f"{r:g}" for r in ratios])
         ax.minorticks_off()
         ax.set_xlabel("keep ratio (fraction of visual tokens kept)")
-        ax.set_ylabel(f"{metric.replace('_at_', '@').upper()} kept (% of unpruned)")
-        ax.set_title(group)
+        ax.set_ylabel(f"{label} kept (% of unpruned)")
+        ax.set_title(f"{group}: unpruned {label} {_fmt(level)}" if level is not None else group, fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    figure.tight_layout()
+    if handles:
+        figure.legend(
+            list(handles.values()), list(handles), loc="outside lower center", ncols=min(4, len(handles)), fontsize=8
+        )
+    datasets = ", ".join(g for g in groups if g not in ("mean", "union"))
+    lines = [
+        f"{label} kept after pruning, by pruner and keep ratio",
+        *([f"model: {model}"] if model else []),
+        f"dataset{'s' if ',' in datasets else ''}: {datasets}",
+    ]
+    width = int(figure.get_figwidth() * 13)  # characters of 10-point text that fit across the figure
+    figure.suptitle("\n".join(textwrap.fill(line, width) for line in lines), fontsize=10)
+    return figure
+
+
+def plot_retention(
+    rows: Sequence[ResultRow], path: str | Path, metric: str = "ndcg_at_5", *, model: str | None = None
+) -> Path:
+    """PNG: ``metric`` retention against keep ratio, one line per pruner, one panel per dataset.
+
+    The title names the model (``model``, e.g. :func:`model_label`) and the datasets; each panel
+    draws the unpruned level (100%) and names the unpruned model's own score; the legend sits outside
+    the panels (under them), off the lines.
+    """
+    figure = retention_figure(rows, metric, model=model)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(target)
@@ -184,5 +243,7 @@ def write_reports(results: EvalResults) -> dict[str, Path]:
     return {
         "markdown": markdown,
         "csv": write_csv(results.rows, out / "results.csv"),
-        "plot": plot_retention(results.rows, out / "retention.png"),
+        "plot": plot_retention(
+            results.rows, out / "retention.png", model=model_label(results.config.get("encoder", {}))
+        ),
     }

@@ -37,7 +37,10 @@ class Manifest:
     Attributes:
         dim: embedding dimension of the stored anchors.
         encoder: the encoder's ``describe()`` (spec, family, model_type, num_layers, dim, window...),
-            or None for an index filled only with precomputed pages.
+            or None for an index filled only with precomputed pages. ``spec`` is a hub id,
+            ``tiny:<family>`` or a local checkpoint folder's absolute path (indexes written before
+            sap-rag recorded absolute paths may hold a relative one: it is resolved against the
+            working directory when read).
         pruner: the pruner's ``config()`` (``name``, ``keep_ratio``, ...).
         storage: a :class:`~sap_rag.index.options.StorageType` value.
         backend: where the vectors live: ``{"kind": "edge", "path": "shard"}`` or
@@ -128,7 +131,23 @@ class Manifest:
         problem = manifest.problem()
         if problem:
             raise IndexFormatError(f"{path}: {problem}; the index is damaged or was tampered with")
+        manifest._resolve_model()
         return manifest
+
+    @property
+    def model(self) -> str | None:
+        """The spec of the index's model (a hub id, ``tiny:<family>`` or a local folder's absolute path)."""
+        return str(self.encoder["spec"]) if self.encoder else None
+
+    def _resolve_model(self) -> None:
+        """A relative model folder, as indexes written before model paths were recorded absolute name it,
+        becomes its absolute path when it is a folder from the working directory (where those versions
+        looked for it), so that this process checks and loads one path. Nothing is written back."""
+        spec = self.model
+        if spec is not None:
+            from ..model_spec import resolve_spec
+
+            self.encoder = {**self.encoder, "spec": resolve_spec(spec)}  # type: ignore[dict-item]
 
     def problem(self) -> str | None:
         """What is wrong with the fields (types, names, paths), or None: a manifest is untrusted input."""
