@@ -261,6 +261,50 @@ def in_process_baseline(index_dir: Path, model: str, seconds: float, threads: in
     return {"qps": n / elapsed, "p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)}
 
 
+def service_batching(index_dir: Path, model: str, seconds: float, threads: int | None) -> dict[str, Any]:
+    """16 threads calling ``IndexService.search`` in this process (no HTTP), batching on and off:
+    what the micro-batcher gains where the HTTP stack is not the limit."""
+    import torch
+
+    from sap_rag import SAPIndex, load_encoder
+    from sap_rag.serve.config import ServeConfig
+    from sap_rag.serve.service import IndexService
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    out: dict[str, Any] = {}
+    with SAPIndex.open(index_dir, encoder=load_encoder(model)) as index:
+        for question in QUESTIONS:
+            index.search(question, k=5)
+        for max_batch in (32, 1):
+            service = IndexService(index, config=ServeConfig(max_batch=max_batch))
+            stop = threading.Event()
+            counts = [0] * 16
+
+            def worker(i: int, service: Any = service, stop: threading.Event = stop, counts: list = counts) -> None:
+                n = i
+                while not stop.is_set():
+                    service.search(QUESTIONS[n % 6], 5)
+                    counts[i] += 1
+                    n += 1
+
+            workers = [threading.Thread(target=worker, args=(i,)) for i in range(16)]
+            started = time.perf_counter()
+            for thread in workers:
+                thread.start()
+            time.sleep(seconds)
+            stop.set()
+            for thread in workers:
+                thread.join(300)
+            out[f"max_batch_{max_batch}"] = {
+                "qps": sum(counts) / (time.perf_counter() - started),
+                "mean_batch": service.batcher.stats.mean,
+            }
+            service.close()
+    out["gain"] = out["max_batch_32"]["qps"] / out["max_batch_1"]["qps"]
+    return out
+
+
 def build_index(index_dir: Path, model: str) -> None:
     from sap_rag import SAPIndex, load_encoder
 
@@ -332,6 +376,14 @@ def markdown(result: dict[str, Any]) -> str:
         f"Server memory: {result['memory']['rss_mib']:.0f} MiB resident after the runs, "
         f"peak {result['memory']['peak_rss_mib']:.0f} MiB.",
     ]
+    service = result.get("service_batching_16")
+    if service:
+        lines.append(
+            f"16 threads calling `IndexService.search` in one process (no HTTP): "
+            f"{service['max_batch_32']['qps']:.1f} queries/s batched (mean batch "
+            f"{service['max_batch_32']['mean_batch']:.1f}), {service['max_batch_1']['qps']:.1f} one at a time: "
+            f"{service['gain']:.2f}x."
+        )
     kill = result["kill_9"]
     lines.append(
         f"kill -9 during a bulk upload: {kill['acknowledged_before_kill']} documents acknowledged before the kill; "
@@ -350,6 +402,9 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, help="torch threads of the servers and the in-process baseline (default: torch's)"
     )
+    parser.add_argument(
+        "--service-only", action="store_true", help="only the in-process IndexService batching comparison"
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here (and a .md beside it)")
     args = parser.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
@@ -364,6 +419,11 @@ def main() -> None:
         "command": "nice -n 10 " + " ".join(["python", *sys.argv]),
     }
     result["threads"] = args.threads
+    result["service_batching_16"] = service_batching(index_dir, args.model, args.seconds, args.threads)
+    print("IndexService, 16 threads, no HTTP:", result["service_batching_16"], flush=True)
+    if args.service_only:
+        shutil.rmtree(work, ignore_errors=True)
+        return
     result["in_process"] = in_process_baseline(index_dir, args.model, args.seconds, args.threads)
     threads = ["--threads", str(args.threads)] if args.threads else []
     print("in-process", result["in_process"], flush=True)
