@@ -10,6 +10,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from conftest import TOY_CHECKPOINT
@@ -120,43 +121,55 @@ def test_the_readme_command_lines_work_as_typed_from_another_folder(tmp_path):
 
     lines = [line for line in _code_lines(_section(readme, "Command line")) if line.startswith("sap-rag ")]
     assert [line.split()[1] for line in lines][:6] == ["index", "search", "info", "delete", "show", "calibrate"]
-    ran: list[str] = []
+    script = f"cd {shlex.quote(str(venv.parent))} && {activate[0]} && cd {shlex.quote(str(tmp_path))} && "
     doc_ids: list[str] = []
-    for line in lines:
-        for argv in _variants(line):
-            command = argv[1]
-            if command == "eval":
-                argv += ["--pruners", "sap,random", "--keep-ratios", "0.5"]  # the README's form, fewer rows
-            loud = command == "calibrate" and "--pairs" in argv
-            if loud:
-                argv.append("--verbose")  # (a flag after the command, as --help says) shows what is hidden
-            if command in ("delete", "show"):
-                if not doc_ids:
-                    done = _sap_rag(["info", "--index", "./idx", "--json", "--documents"], tmp_path, cache=cache)
-                    listed = sorted(json.loads(done.stdout)["document_list"], key=lambda d: d["filename"])
-                    doc_ids = [d["doc_id"] for d in listed]  # acme, borealis
-                # delete Borealis, draw Acme: both lines work in the README's order
-                doc = doc_ids[-1] if command == "delete" else doc_ids[0]
-                argv = [doc if a == "DOC_ID" else a for a in argv]
-            argv = ["models/toy" if a == "vidore/colqwen2-v1.0" else a for a in argv]
-            argv = ["filename=acme_industries_2023.pdf" if a == "key=value" else a for a in argv]
-            script = f"cd {shlex.quote(str(venv.parent))} && {activate[0]} && cd {shlex.quote(str(tmp_path))} && "
-            done = subprocess.run(
-                ["bash", "-c", script + shlex.join(argv)],
-                env=_env(cache),
-                capture_output=True,
-                text=True,
-                timeout=300,
-                cwd=tmp_path,
-            )
-            assert done.returncode == 0, f"{shlex.join(argv)}\n{done.stderr[-2000:]}"
-            ran.append(command)
-            if loud:  # INFO logs and the weight-loading bar
-                assert "INFO sap_rag" in done.stderr and "Loading weights" in done.stderr, done.stderr[-2000:]
-            else:
-                _quiet(done)  # no weight-loading bar, no transformers loss_type warning
-            if command == "search" and "--json" in argv:
-                assert json.loads(done.stdout)[0]["metadata"]["filename"] == "acme_industries_2023.pdf"
+
+    def run(argv: list[str]) -> tuple[list[str], subprocess.CompletedProcess]:
+        """One README line as typed in a shell where the set-up's activation line ran."""
+        command = argv[1]
+        if command == "eval":
+            argv = [*argv, "--pruners", "sap,random", "--keep-ratios", "0.5"]  # the README's form, fewer rows
+        if command == "calibrate" and "--pairs" in argv:
+            argv = [*argv, "--verbose"]  # (a flag after the command, as --help says) shows what is hidden
+        if command in ("delete", "show"):
+            if not doc_ids:
+                done = _sap_rag(["info", "--index", "./idx", "--json", "--documents"], tmp_path, cache=cache)
+                listed = sorted(json.loads(done.stdout)["document_list"], key=lambda d: d["filename"])
+                doc_ids.extend(d["doc_id"] for d in listed)  # acme, borealis
+            # delete Borealis, draw Acme: both lines work in the README's order
+            doc = doc_ids[-1] if command == "delete" else doc_ids[0]
+            argv = [doc if a == "DOC_ID" else a for a in argv]
+        argv = ["models/toy" if a == "vidore/colqwen2-v1.0" else a for a in argv]
+        argv = ["filename=acme_industries_2023.pdf" if a == "key=value" else a for a in argv]
+        done = subprocess.run(
+            ["bash", "-c", script + shlex.join(argv)],
+            env=_env(cache),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+        return argv, done
+
+    def run_all(group: list[list[str]]) -> list[tuple[list[str], subprocess.CompletedProcess]]:
+        return [run(argv) for argv in group]
+
+    commands = [argv for line in lines for argv in _variants(line)]
+    # The lines on ./idx run in the README's order; calibrate and eval (which need no index) beside them.
+    on_index = [argv for argv in commands if "./idx" in argv]
+    others = [argv for argv in commands if "./idx" not in argv]
+    with ThreadPoolExecutor(2) as pool:
+        results = [result for group in pool.map(run_all, [on_index, others]) for result in group]
+    ran: list[str] = []
+    for argv, done in results:
+        assert done.returncode == 0, f"{shlex.join(argv)}\n{done.stderr[-2000:]}"
+        ran.append(argv[1])
+        if "--verbose" in argv:  # INFO logs and the weight-loading bar
+            assert "INFO sap_rag" in done.stderr and "Loading weights" in done.stderr, done.stderr[-2000:]
+        else:
+            _quiet(done)  # no weight-loading bar, no transformers loss_type warning
+        if argv[1] == "search" and "--json" in argv:
+            assert json.loads(done.stdout)[0]["metadata"]["filename"] == "acme_industries_2023.pdf"
     assert {"index", "search", "info", "delete", "show", "calibrate", "eval"} <= set(ran)
     assert (tmp_path / "overlay.png").is_file() and (tmp_path / "calib.json").is_file()
     assert (tmp_path / "out" / "eval" / "retention.png").is_file()

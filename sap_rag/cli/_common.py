@@ -16,7 +16,7 @@ from ..errors import InvalidInputError, ModelLoadError, SapRagError
 from ..model_spec import is_local_path, same_model
 
 DEFAULT_MODEL = "tiny:colqwen2"
-"""The ``--model`` default of every subcommand (index, calibrate, eval): change it here only."""
+"""The ``--model`` default of the subcommands that take one (index, calibrate, eval, serve): change it here only."""
 
 TINY_NOTE = "note: a tiny random-weight model; results show that the plumbing works, not retrieval quality"
 DOCUMENTS_HINT = "list document ids with 'sap-rag info --index DIR --documents'"
