@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not args.verbose:
         # transformers and colpali-engine are chatty at import and load time.
-        for noisy in ("transformers", "colpali_engine", "root"):
+        for noisy in ("transformers", "colpali_engine"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         return int(args.func(args) or 0)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError
+from ..model_spec import resolve_spec
 
 if TYPE_CHECKING:
     import torch
@@ -175,6 +176,8 @@ class CompiledQueryEncoder:
             logger.warning("ignoring the compiled query encoder in %s (%s: %s)", folder, type(exc).__name__, exc)
             return None
         logger.debug("compiled query encoder of %s from %s", spec, folder)
+        # Entries written before indexes recorded local models by absolute path hold the spec as typed.
+        meta = {**meta, "describe": {**meta["describe"], "spec": resolve_spec(spec)}}
         return cls(module, tokenizer, meta, window=window, fallback=fallback)
 
     @property
