@@ -31,6 +31,11 @@ class PageEncoding:
         eos_attention: ``(N,)`` attention from the last real token to each visual token at the
             last layer, averaged over heads (DocPruner's signal); None unless requested.
         image_size: ``(width, height)`` in pixels of the page image that was encoded.
+        attenders: same layers as ``indegree`` -> ``(N,)`` float32, how many of the page's visual
+            tokens the layer's attention mask lets attend each visual token (``N - k`` for the k-th
+            visual token of a causal backbone, ``N`` with bidirectional attention over the image,
+            fewer under a sliding window); what the debiased SAP score divides the in-degree by.
+            Empty when not recorded.
     """
 
     embeddings: torch.Tensor
@@ -43,6 +48,7 @@ class PageEncoding:
     sap_scores: torch.Tensor | None = None
     eos_attention: torch.Tensor | None = None
     image_size: tuple[int, int] = (0, 0)
+    attenders: dict[int, torch.Tensor] = field(default_factory=dict)
 
     @property
     def num_tokens(self) -> int:

@@ -20,6 +20,7 @@ def test_registry_lists_every_method_once():
     assert NAMES == [
         "sap",
         "sap_max",
+        "sap_debiased",
         "final_layer",
         "random",
         "cluster",

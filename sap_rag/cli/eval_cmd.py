@@ -23,6 +23,7 @@ __all__ = ["add_eval_parser", "build_parser", "eval_main", "run"]
 PRUNER_NAMES = (
     "sap",
     "sap_max",
+    "sap_debiased",
     "final_layer",
     "random",
     "cluster",

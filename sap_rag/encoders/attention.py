@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-__all__ = ["ATTN_IMPLEMENTATION", "AttentionCapture", "indegree_from_attention"]
+__all__ = ["ATTN_IMPLEMENTATION", "AttentionCapture", "indegree_from_attention", "visual_attenders"]
 
 ATTN_IMPLEMENTATION = "sap_rag"
 _SINK_ATTR = "_sap_rag_sink"
@@ -81,7 +81,7 @@ def _dispatch(module: nn.Module, query, key, value, attention_mask, **kwargs):
         stop = min(q_len, start + step)
         rows_mask = mask[:, :, start:stop] if mask is not None and mask.shape[2] == q_len else mask
         out, weights = eager(module, query[:, :, start:stop], key, value, rows_mask, **kwargs)
-        sink(weights, start)
+        sink(weights, start, rows_mask)
         if step >= q_len:
             output = out
         else:
@@ -122,6 +122,41 @@ def indegree_from_attention(weights: torch.Tensor, visual: torch.Tensor) -> torc
     return block.to(torch.float32).sum(dim=1)
 
 
+def visual_attenders(num_tokens: int, causal: bool) -> torch.Tensor:
+    """``(N,)`` float32: how many of a page's N visual tokens can attend each visual token.
+
+    The in-degree ``c[j] = sum_{i in V} A[i, j]`` is a sum over those attenders, so in a causal
+    backbone (token j attended only by ``i >= j``; visual tokens in sequence order) the first
+    visual token has N terms and the last one 1: raw in-degree favours early tokens. Dividing by
+    this count gives the mean attention a token receives per attender. Bidirectional attention over
+    the image (prefix-LM, encoders): N for every token, so the division changes no ranking.
+
+    >>> visual_attenders(4, causal=True).tolist(), visual_attenders(3, causal=False).tolist()
+    ([4.0, 3.0, 2.0, 1.0], [3.0, 3.0, 3.0])
+    """
+    n = int(num_tokens)
+    if causal:
+        return torch.arange(n, 0, -1, dtype=torch.float32)
+    return torch.full((n,), float(n), dtype=torch.float32)
+
+
+def _attenders_in_rows(
+    mask: torch.Tensor | None, b: int, rows: torch.Tensor, visual: torch.Tensor, chunk_rows: int
+) -> torch.Tensor:
+    """``(N,)`` float32: for each visual column, how many of the query ``rows`` (chunk-local indices
+    of visual tokens) the additive ``mask`` lets attend it (None: every row attends everywhere)."""
+    n = int(visual.numel())
+    if mask is None:
+        return torch.full((n,), float(rows.numel()), dtype=torch.float32)
+    page_mask = mask[b if mask.shape[0] > 1 else 0]  # (heads or 1, rows, seq)
+    if page_mask.shape[1] == 1 and chunk_rows > 1:  # one mask row broadcast over the chunk
+        page_mask = page_mask.expand(-1, chunk_rows, -1)
+    block = page_mask.index_select(1, rows.to(page_mask.device)).index_select(2, visual.to(page_mask.device))
+    # A masked entry is finfo.min (or -inf); an allowed one 0 (or a finite bias).
+    allowed = (block > torch.finfo(block.dtype).min / 2).any(dim=0)  # (rows, N): any head may attend
+    return allowed.sum(dim=0).to(torch.float32).cpu()
+
+
 @dataclass
 class _Request:
     visual: list[torch.Tensor]  # per page: (N_b,) positions of its visual tokens
@@ -130,11 +165,19 @@ class _Request:
     # layer -> per page: (heads, N_b) in-degree summed over the query rows seen so far
     head_sums: dict[int, list[torch.Tensor]] = field(default_factory=dict)
     eos: list[torch.Tensor | None] = field(default_factory=list)  # per page, filled by the last layer
+    # layer -> per page: (N_b,) how many visual rows the mask lets attend each visual column
+    attender_counts: dict[int, list[torch.Tensor]] = field(default_factory=dict)
 
     def indegree(self, layer: int, reduce: str) -> list[torch.Tensor]:
         """Per page, ``(N_b,)`` in-degree at ``layer`` reduced over heads by ``"mean"`` or ``"max"``."""
         sums = self.head_sums[layer]
         return [s.mean(dim=0) if reduce == "mean" else s.max(dim=0).values for s in sums]
+
+    def attenders(self, layer: int) -> list[torch.Tensor]:
+        """Per page, ``(N_b,)`` float32: how many of its visual tokens the attention mask of ``layer``
+        lets attend each visual token (causal, prefix-LM, sliding windows and padding as the model
+        masks them); what ``PageEncoding.attenders`` holds and SAP's debiased score divides by."""
+        return list(self.attender_counts[layer])
 
 
 class AttentionCapture:
@@ -175,20 +218,25 @@ class AttentionCapture:
 
     @staticmethod
     def _sink(layer: int, want_indegree: bool, request: _Request):
-        def sink(weights: torch.Tensor, start: int) -> None:
-            # weights: (batch, heads, rows, seq) for query rows start .. start + rows
+        def sink(weights: torch.Tensor, start: int, mask: torch.Tensor | None = None) -> None:
+            # weights: (batch, heads, rows, seq) for query rows start .. start + rows; mask: the
+            # additive mask these rows were computed with ((batch or 1, heads or 1, rows, seq)), or None
             rows = weights.shape[2]
             with torch.no_grad():
                 if want_indegree:
                     sums = request.head_sums.setdefault(layer, [None] * len(request.visual))
+                    counts = request.attender_counts.setdefault(layer, [None] * len(request.visual))
                     for b, visual in enumerate(request.visual):
                         # Sum the visual rows with a matrix-vector product: one read of the map, no copy.
                         rows_visual = torch.zeros(rows, dtype=torch.float32, device=weights.device)
-                        rows_visual[visual[(visual >= start) & (visual < start + rows)] - start] = 1.0
+                        local = visual[(visual >= start) & (visual < start + rows)] - start
+                        rows_visual[local] = 1.0
                         block = weights[b] if weights.dtype == torch.float32 else weights[b].float()
                         column_sums = torch.matmul(rows_visual, block)  # (heads, seq)
                         partial = column_sums.index_select(1, visual).cpu()  # (heads, N_b)
                         sums[b] = partial if sums[b] is None else sums[b] + partial
+                        allowed = _attenders_in_rows(mask, b, local, visual, rows)
+                        counts[b] = allowed if counts[b] is None else counts[b] + allowed
                 if layer == request.eos_layer:
                     for b, visual in enumerate(request.visual):
                         last = request.last_token[b]

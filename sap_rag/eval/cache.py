@@ -111,13 +111,23 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 def _page_record(page: PageEncoding) -> dict[str, Any]:
     record = {name: getattr(page, name) for name in _PAGE_FIELDS}
+    record["attenders"] = dict(page.attenders)
     record["grid_shape"] = list(page.grid_shape)
     record["image_size"] = list(page.image_size)
     return record
 
 
-def _page_from_record(record: dict[str, Any], window: tuple[int, ...]) -> PageEncoding:
+def _page_from_record(record: dict[str, Any], window: tuple[int, ...], causal: bool | None = None) -> PageEncoding:
+    """A cached page; ``causal`` (the family's ``causal_visual``) fills attender counts that an
+    encoder which does not record them (or an older cache entry) left out: exact for every layer
+    whose attention spans the image (see :func:`sap_rag.encoders.attention.visual_attenders`)."""
     indegree = {int(layer): value for layer, value in record["indegree"].items()}
+    attenders = {int(layer): value for layer, value in record.get("attenders", {}).items()}
+    if causal is not None and indegree and not attenders:
+        from ..encoders.attention import visual_attenders
+
+        counts = visual_attenders(int(record["embeddings"].shape[0]), causal)
+        attenders = {layer: counts for layer in indegree}
     in_window = bool(window) and all(layer in indegree for layer in window)
     return PageEncoding(
         embeddings=record["embeddings"],
@@ -130,6 +140,7 @@ def _page_from_record(record: dict[str, Any], window: tuple[int, ...]) -> PageEn
         sap_scores=torch.stack([indegree[layer] for layer in window]).mean(dim=0) if in_window else None,
         eos_attention=record["eos_attention"],
         image_size=tuple(record["image_size"]),
+        attenders=attenders,
     )
 
 
@@ -182,12 +193,13 @@ def encode_dataset(
     key = cache_key(encoder, dataset)
     path = _entry_dir(Path(cache_dir), dataset, key)
     window = tuple(encoder.window)
+    causal = getattr(getattr(encoder, "family_spec", None), "causal_visual", None)
     manifest = None if refresh else _load(path, key)
     if manifest is not None:
         pages: list[PageEncoding] = []
         for index in range(manifest["num_shards"]):
             shard = torch.load(path / _shard_name(index), weights_only=True)
-            pages.extend(_page_from_record(record, window) for record in shard["pages"])
+            pages.extend(_page_from_record(record, window, causal) for record in shard["pages"])
         queries = torch.load(path / "queries.pt", weights_only=True)["embeddings"]
         if len(pages) != dataset.num_pages or len(queries) != dataset.num_queries:
             logger.warning("the cache entry %s is inconsistent with the dataset; re-encoding", path)
@@ -222,7 +234,7 @@ def encode_dataset(
                 encoded = encoder.encode_pages(images, batch_size=batch_size, indegree_layers="all", eos_attention=True)
                 shard = {"key": key, "range": [lo, hi], "pages": [_page_record(page) for page in encoded]}
                 _atomic_save(shard, shard_path)
-            pages.extend(_page_from_record(record, window) for record in shard["pages"])
+            pages.extend(_page_from_record(record, window, causal) for record in shard["pages"])
             bar.update(hi - lo)
     queries = encoder.encode_queries(dataset.queries, show_progress=show_progress)
     _atomic_save({"key": key, "embeddings": queries}, path / "queries.pt")

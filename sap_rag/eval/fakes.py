@@ -59,6 +59,11 @@ def random_page(num_tokens: int, *, dim: int = 16, layers: int = 4, window: Sequ
     indegree = {layer: torch.rand(num_tokens, generator=g) * 3 for layer in range(layers)}
     indegree_max = {layer: torch.rand(num_tokens, generator=g) * 3 for layer in range(layers)}
     eos = torch.softmax(torch.randn(num_tokens, generator=g) * 2, dim=0)
-    return page_from_embeddings(
+    page = page_from_embeddings(
         e, indegree=indegree, indegree_max=indegree_max, window=window, eos_attention=eos.tolist()
     )
+    from ..encoders.attention import visual_attenders
+
+    counts = visual_attenders(num_tokens, causal=True)  # as a causal backbone's mask gives them
+    page.attenders = {layer: counts for layer in indegree}
+    return page

@@ -7,19 +7,21 @@ from .final_layer import FinalLayerPruner
 from .hierarchical import HierarchicalPoolingPruner
 from .random_pruner import RandomPruner
 from .registry import PRUNERS, make_pruner, pruner_names
-from .sap import HeadReduce, SAPPruner
+from .sap import Debias, HeadReduce, SAPDebiasedPruner, SAPPruner
 from .sap_max import SAPMaxPruner
 from .spare import SpareLastTokenPruner, SparePruner, SpareResidualPruner, TextSide
 
 __all__ = [
     "PRUNERS",
     "ClusterMergePruner",
+    "Debias",
     "EOSAdaptivePruner",
     "FinalLayerPruner",
     "HeadReduce",
     "HierarchicalPoolingPruner",
     "Pruner",
     "RandomPruner",
+    "SAPDebiasedPruner",
     "SAPMaxPruner",
     "SAPPruner",
     "SpareLastTokenPruner",

@@ -12,7 +12,7 @@ from .eos_adaptive import EOSAdaptivePruner
 from .final_layer import FinalLayerPruner
 from .hierarchical import HierarchicalPoolingPruner
 from .random_pruner import RandomPruner
-from .sap import SAPPruner
+from .sap import SAPDebiasedPruner, SAPPruner
 from .sap_max import SAPMaxPruner
 from .spare import SpareLastTokenPruner, SparePruner
 
@@ -24,6 +24,7 @@ PRUNERS: dict[str, type[Pruner]] = {
     for cls in (
         SAPPruner,
         SAPMaxPruner,
+        SAPDebiasedPruner,
         FinalLayerPruner,
         RandomPruner,
         ClusterMergePruner,
@@ -38,8 +39,9 @@ PRUNERS: dict[str, type[Pruner]] = {
 def pruner_names() -> list[str]:
     """The registered pruner names.
 
-    >>> pruner_names()
-    ['sap', 'sap_max', 'final_layer', 'random', 'cluster', 'hierarchical', 'eos_adaptive', 'spare', 'spare_lasttoken']
+    >>> pruner_names()  # doctest: +NORMALIZE_WHITESPACE
+    ['sap', 'sap_max', 'sap_debiased', 'final_layer', 'random', 'cluster', 'hierarchical',
+     'eos_adaptive', 'spare', 'spare_lasttoken']
     """
     return list(PRUNERS)
 
@@ -52,7 +54,7 @@ def make_pruner(name: str, keep_ratio: float = 0.1, **options: Any) -> Pruner:
     >>> make_pruner("colbert", 0.1)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
         ...
-    sap_rag.errors.InvalidInputError: unknown pruner 'colbert'; choose one of: sap, sap_max, final_layer, ...
+    sap_rag.errors.InvalidInputError: unknown pruner 'colbert'; choose one of: sap, sap_max, sap_debiased, ...
     """
     cls = PRUNERS.get(str(name).strip().lower()) if isinstance(name, str) else None
     if cls is None:

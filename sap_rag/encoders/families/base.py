@@ -40,6 +40,13 @@ class FamilySpec:
         prepare_inputs: processor output -> model kwargs (drops what the forward does not need).
         tiny: builder of a tiny random-weight ``(model, processor)``: (TinySize, seed) -> pair.
         architectures: ``config.architectures`` names that select this family before model_type.
+        causal_visual: whether a visual token can be attended only by the tokens after it (a causal
+            language model over the image: Qwen-VL, Idefics3/SmolVLM) rather than by every token of
+            the image (PaliGemma's prefix-LM, Gemma3's bidirectional image blocks, ModernVBert's
+            encoder). It fixes how many visual tokens can attend each one
+            (:func:`sap_rag.encoders.attention.visual_attenders`), which SAP's debiased score divides by.
+            Exact for every layer whose attention spans the image; a sliding-window layer with a
+            window shorter than the image (Gemma3's are 512-1024 tokens, an image 256) has fewer.
     """
 
     name: str
@@ -55,6 +62,7 @@ class FamilySpec:
     prepare_inputs: Callable[[dict[str, Any]], dict[str, Any]] = _identity
     tiny: Callable[..., tuple[nn.Module, Any]] | None = None
     architectures: tuple[str, ...] = field(default=())
+    causal_visual: bool = True
 
     def attention_modules(self, model: nn.Module) -> dict[int, nn.Module]:
         """Layer index -> attention module, for the layers that return attention weights.

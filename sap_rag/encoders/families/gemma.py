@@ -208,6 +208,7 @@ SPECS = (
         prepare_inputs=_pali_prepare,
         tiny=_build_colpali,
         architectures=("ColPali",),
+        causal_visual=False,  # PaliGemma's prefix (image + prompt) attends both ways
     ),
     FamilySpec(
         name="colgemma3",
@@ -221,5 +222,6 @@ SPECS = (
         backbone_forward=_gemma3_backbone_forward,
         tiny=_build_colgemma3,
         architectures=("ColGemma3",),
+        causal_visual=False,  # Gemma3 lets an image's tokens attend each other both ways
     ),
 )

@@ -212,5 +212,6 @@ SPECS = (
         attention_attr="attn",
         tiny=lambda size, seed: _build("colmodernvbert", size, seed),
         architectures=("ColModernVBert",),
+        causal_visual=False,  # an encoder: every token attends every token
     ),
 )
