@@ -21,6 +21,7 @@ def test_registry_lists_every_method_once():
         "sap",
         "sap_max",
         "sap_debiased",
+        "sap_anchor_pool",
         "final_layer",
         "random",
         "cluster",

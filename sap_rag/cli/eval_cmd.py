@@ -24,6 +24,7 @@ PRUNER_NAMES = (
     "sap",
     "sap_max",
     "sap_debiased",
+    "sap_anchor_pool",
     "final_layer",
     "random",
     "cluster",

@@ -1,5 +1,6 @@
 """Pruning: choose, per page, the vectors to index (SAP and the baselines it is compared with)."""
 
+from .anchor_pool import AnchorAssign, AnchorPoolPruner
 from .base import Pruner, budget, validate_keep_ratio
 from .cluster import ClusterMergePruner
 from .eos_adaptive import EOSAdaptivePruner
@@ -13,6 +14,8 @@ from .spare import SpareLastTokenPruner, SparePruner, SpareResidualPruner, TextS
 
 __all__ = [
     "PRUNERS",
+    "AnchorAssign",
+    "AnchorPoolPruner",
     "ClusterMergePruner",
     "Debias",
     "EOSAdaptivePruner",

@@ -6,6 +6,7 @@ import inspect
 from typing import Any
 
 from ..errors import InvalidInputError
+from .anchor_pool import AnchorPoolPruner
 from .base import Pruner
 from .cluster import ClusterMergePruner
 from .eos_adaptive import EOSAdaptivePruner
@@ -25,6 +26,7 @@ PRUNERS: dict[str, type[Pruner]] = {
         SAPPruner,
         SAPMaxPruner,
         SAPDebiasedPruner,
+        AnchorPoolPruner,
         FinalLayerPruner,
         RandomPruner,
         ClusterMergePruner,
@@ -40,8 +42,8 @@ def pruner_names() -> list[str]:
     """The registered pruner names.
 
     >>> pruner_names()  # doctest: +NORMALIZE_WHITESPACE
-    ['sap', 'sap_max', 'sap_debiased', 'final_layer', 'random', 'cluster', 'hierarchical',
-     'eos_adaptive', 'spare', 'spare_lasttoken']
+    ['sap', 'sap_max', 'sap_debiased', 'sap_anchor_pool', 'final_layer', 'random', 'cluster',
+     'hierarchical', 'eos_adaptive', 'spare', 'spare_lasttoken']
     """
     return list(PRUNERS)
 
