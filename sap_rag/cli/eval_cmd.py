@@ -228,9 +228,17 @@ def run(args: argparse.Namespace) -> int:
         groups.append("mean")
         if args.union:
             groups.append("union")
+    flagged = {d["name"]: d for d in results.datasets if d.get("near_chance")}
     for group in groups:
         print(f"\n{group}: NDCG@5 kept (% of unpruned)\n")
         print(retention_table(results.rows, group))
+        if group in flagged:
+            unpruned = results.unpruned(group).ndcg_at_5
+            print(
+                f"warning: unpruned NDCG@5 {unpruned:.3f} is near a random ranking's "
+                f"{flagged[group]['chance_ndcg_at_5']:.3f} on {group}: the model barely ranks this dataset, "
+                "so the retention above is meaningless (noise, not what pruning keeps)"
+            )
     print()
     for kind, path in results.files.items():
         print(f"{kind:9s} {path}")

@@ -492,6 +492,30 @@ def _mean_rows(rows: Sequence[ResultRow], names: Sequence[str]) -> list[ResultRo
     return out
 
 
+def _flag_near_chance(info: list[dict[str, Any]], sets: list, rows: list[ResultRow]) -> None:
+    """Add each dataset's chance NDCG@5 and whether the unpruned model is near it; warn if so.
+
+    Retention (pruned / unpruned) of a model that ranks little better than at random is noise, not
+    a measure of pruning: a pruner can then "keep" more than 100%.
+    """
+    from .metrics import NEAR_CHANCE_SHARE, chance_ndcg_at_k, near_chance
+
+    for entry, eval_set in zip(info, sets):
+        chance = chance_ndcg_at_k(eval_set.relevance, 5)
+        unpruned = next((r for r in rows if r.dataset == entry["name"] and r.pruner == "none"), None)
+        entry["chance_ndcg_at_5"] = chance
+        entry["near_chance"] = bool(unpruned is not None and near_chance(unpruned.ndcg_at_5, chance))
+        if entry["near_chance"]:
+            logger.warning(
+                "%s: the unpruned model's NDCG@5 %.3f is near a random ranking's %.3f (less than %d%% of the "
+                "way to 1): retention on this dataset means nothing; use a model that can rank it",
+                entry["name"],
+                unpruned.ndcg_at_5,
+                chance,
+                round(100 * NEAR_CHANCE_SHARE),
+            )
+
+
 def run_eval(
     datasets: RetrievalDataset | Sequence[RetrievalDataset],
     encoder: PageEncoder,
@@ -596,6 +620,7 @@ def run_eval(
         relevance = dataset.relevance_matrix(binary=binary_relevance)
         sets.append(EvalSet(dataset.name, encoded.pages, encoded.query_embeddings, relevance))
     rows = evaluate_sets(sets, specs, ratios, union=union and len(sets) > 1, pruner_log=pruner_log, **options)
+    _flag_near_chance(info, sets, rows)
     if len(items) > 1:
         rows += _mean_rows(rows, names)
     config = {

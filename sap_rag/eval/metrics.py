@@ -12,9 +12,12 @@ import numpy as np
 from ..errors import InvalidInputError
 
 __all__ = [
+    "NEAR_CHANCE_SHARE",
     "benchmark_score_retention",
+    "chance_ndcg_at_k",
     "ndcg_at_k",
     "ndcg_per_query",
+    "near_chance",
     "pair_score_retention",
     "per_pair_mean_score_retention",
     "recall_at_k",
@@ -83,6 +86,34 @@ def ndcg_per_query(y_true, y_score, k: int = 5) -> np.ndarray:
 def ndcg_at_k(y_true, y_score, k: int = 5) -> float:
     """Mean NDCG@k over queries (see :func:`ndcg_per_query`)."""
     return float(ndcg_per_query(y_true, y_score, k).mean())
+
+
+def chance_ndcg_at_k(y_true, k: int = 5) -> float:
+    """Expected mean NDCG@k of a uniformly random ranking of every query's documents.
+
+    At each rank a random ranking places each document with probability ``1/D``, so the expected
+    gain there is the row's mean relevance; the expectation is therefore exactly the NDCG of a
+    ranking where every document ties (the tie-averaged DCG of :func:`ndcg_per_query`).
+
+    >>> round(chance_ndcg_at_k([[1, 0, 0, 0]], k=2), 4)  # (1/4) (1 + 1/log2 3) / 1
+    0.4077
+    """
+    true = np.asarray(y_true, dtype=np.float64)
+    return ndcg_at_k(true, np.zeros_like(true), k)
+
+
+#: How far above chance, as a share of the way from chance to a perfect 1, an unpruned model must
+#: score for a retention table to mean something (below: ``near_chance``).
+NEAR_CHANCE_SHARE = 0.25
+
+
+def near_chance(ndcg: float, chance: float, share: float = NEAR_CHANCE_SHARE) -> bool:
+    """Whether ``ndcg`` is within ``share`` of the way from ``chance`` to 1 (retention then means nothing).
+
+    >>> near_chance(0.236, 0.06), near_chance(0.893, 0.05)
+    (True, False)
+    """
+    return bool(ndcg < chance + share * (1.0 - chance))
 
 
 def recall_per_query(y_true, y_score, k: int = 5) -> np.ndarray:
