@@ -87,10 +87,17 @@ def _merge(best_s: np.ndarray, best_p: np.ndarray, s: np.ndarray, p: np.ndarray,
     return np.take_along_axis(all_s, keep, axis=1), np.take_along_axis(all_p, keep, axis=1)
 
 
-def _page_scores(sims: np.ndarray, starts: np.ndarray, token_starts: np.ndarray) -> np.ndarray:
-    """``(n_pages, n_queries)`` MaxSim from a ``(rows, n_tokens)`` similarity block."""
-    per_token = np.maximum.reduceat(sims, starts, axis=0)  # (n_pages, n_tokens): max over each page's rows
-    return np.add.reduceat(per_token, token_starts, axis=1)  # sum over each query's tokens
+def _page_scores(sims, lengths, token_starts: np.ndarray) -> np.ndarray:
+    """``(n_pages, n_queries)`` MaxSim from a ``(rows, n_tokens)`` float32 similarity block whose
+    rows are pages of ``lengths`` rows each, in order."""
+    import torch
+
+    seg = torch.from_numpy(np.repeat(np.arange(lengths.size, dtype=np.int64), lengths))
+    per_token = torch.full((lengths.size, sims.shape[1]), -torch.inf)
+    with warnings.catch_warnings():  # index_reduce is "beta"; it is the fastest segment max here (4x reduceat)
+        warnings.simplefilter("ignore", UserWarning)
+        per_token.index_reduce_(0, seg, sims, "amax")  # max over each page's rows
+    return np.add.reduceat(per_token.numpy(), token_starts, axis=1)  # sum over each query's tokens
 
 
 def scan_maxsim(
@@ -132,7 +139,8 @@ def scan_maxsim(
     n_q = len(qs)
     tokens = np.concatenate(qs, axis=0)
     token_starts = np.cumsum([0] + [q.shape[0] for q in qs[:-1]]).astype(np.int64)
-    dtype = torch.float32 if precision is ScanPrecision.FLOAT32 else torch.bfloat16
+    fp32 = precision is ScanPrecision.FLOAT32
+    dtype = torch.float32 if fp32 else torch.bfloat16
     q_t = torch.from_numpy(tokens).to(dtype).T.contiguous()  # (dim, n_tokens)
     best_s = np.empty((n_q, 0))
     best_p = np.empty((n_q, 0), dtype=np.int64)
@@ -146,16 +154,15 @@ def scan_maxsim(
         if chunk[-1] - chunk[0] == chunk.size - 1:  # contiguous pages: one slice of the matrix
             lo, hi = int(offsets[chunk[0]]), int(offsets[chunk[-1] + 1])
             rows = np.asarray(anchors[lo:hi])
-            starts = offsets[chunk] - lo
         else:
             idx = np.concatenate([np.arange(offsets[p], offsets[p + 1]) for p in chunk])
             rows = np.asarray(anchors[idx])
-            starts = np.concatenate([[0], np.cumsum(lengths[i:j])[:-1]]).astype(np.int64)
         with warnings.catch_warnings():  # a read-only memory map: the matmul only reads it
             warnings.simplefilter("ignore", UserWarning)
-            block = torch.from_numpy(rows)
-        sims = (block.to(dtype) @ q_t).to(torch.float32).numpy()  # (rows, n_tokens)
-        scores = _page_scores(sims, starts, token_starts).T.astype(np.float64)  # (n_q, len(chunk))
+            # numpy's float16 -> float32 conversion is about 2x torch's here
+            block = torch.from_numpy(rows.astype(np.float32, copy=False)) if fp32 else torch.from_numpy(rows).to(dtype)
+        sims = (block @ q_t).to(torch.float32)  # (rows, n_tokens)
+        scores = _page_scores(sims, lengths[i:j], token_starts).T.astype(np.float64)
         best_s, best_p = _merge(best_s, best_p, scores, chunk[None, :], k)
         i = j
     # best first; ties by page index (lexsort: last key is primary)
