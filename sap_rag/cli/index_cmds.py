@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -64,6 +63,7 @@ examples:
     p.add_argument("--dpi", type=dpi, default=144, help="PDF rendering resolution (default 144)")
     p.add_argument("--batch-size", type=positive_int("--batch-size"), default=4, help="pages per forward pass")
     p.add_argument("--device", help="cuda, cpu, ... (default: cuda if available)")
+    _wait_argument(p)
     scale_cmds.add_ray_arguments(p)
     p.set_defaults(func=run_index)
 
@@ -83,7 +83,34 @@ examples:
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE", help="metadata filter (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--device", help="cuda, cpu, ...")
+    _wait_argument(p)
     p.set_defaults(func=run_search)
+
+
+DEFAULT_WAIT = 60.0
+"""Seconds a command waits for other processes using the index (a writer, or readers for a writer)."""
+
+SNIPPET_CHARS = 100
+"""Characters of a hit's page text that ``search`` prints."""
+
+
+def _wait_argument(p: argparse.ArgumentParser) -> None:
+    def seconds(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if not number >= 0 or number == float("inf"):
+            raise argparse.ArgumentTypeError(f"--wait takes a number of seconds >= 0, got {value!r}")
+        return number
+
+    p.add_argument(
+        "--wait",
+        type=seconds,
+        default=DEFAULT_WAIT,
+        metavar="SECONDS",
+        help=f"how long to wait for other processes using the index (default {DEFAULT_WAIT:g}; 0: fail at once)",
+    )
 
 
 def _window(value: str | None) -> Any:
@@ -96,13 +123,20 @@ def _window(value: str | None) -> Any:
 
 
 def _open(
-    path: Path, device: str | None = None, model: str | None = None, *, read_only: bool = False, queries: bool = False
+    path: Path,
+    device: str | None = None,
+    model: str | None = None,
+    *,
+    read_only: bool = False,
+    queries: bool = False,
+    timeout: float = DEFAULT_WAIT,
 ):
     """Open the index at ``path`` with its own encoder (on ``device``); refuse a different ``model``.
 
     ``read_only``: a shared open, so several searching processes can use the index at once.
     ``queries``: only query strings will be encoded: a small model's cached compiled query side
-    will do (see :mod:`sap_rag.encoders.compiled`), which starts without transformers."""
+    will do (see :mod:`sap_rag.encoders.compiled`), which starts without transformers.
+    ``timeout``: seconds to wait for other processes using the index."""
     spec, window = recorded_model(path, read_manifest(path), model)
     from ..index import SAPIndex
 
@@ -114,19 +148,7 @@ def _open(
         from ..encoders.loading import load_encoder
 
         encoder = load_encoder(spec, device=device, window=window)
-    return SAPIndex.open(path, encoder=encoder, read_only=read_only), spec
-
-
-def _remove_new_index(path: Path, existed: bool) -> None:
-    """Undo a first ``index`` run that indexed nothing: remove what it created (it started empty)."""
-    if not existed:
-        shutil.rmtree(path, ignore_errors=True)
-        return
-    for child in path.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)
+    return SAPIndex.open(path, encoder=encoder, read_only=read_only, timeout=timeout), spec
 
 
 def run_index(args: argparse.Namespace) -> int:
@@ -138,55 +160,71 @@ def run_index(args: argparse.Namespace) -> int:
 
     if (args.index / MANIFEST_NAME).exists() or (args.index / MANIFEST_NAME).is_symlink():
         return _add(args, include, new=False)
-    if args.index.exists() and (not args.index.is_dir() or any(args.index.iterdir())):
+    if args.index.exists() and (not args.index.is_dir() or _has_files(args.index)):
         raise InvalidInputError(
             f"{args.index} exists and is not an empty folder or a sap-rag index; choose another --index"
         )
-    existed = args.index.exists()
-    try:
-        code = _add(args, include, new=True)
-    except BaseException:
-        if args.index.exists():
-            _remove_new_index(args.index, existed)
-        raise
-    return code
+    return _add(args, include, new=True)
+
+
+def _has_files(folder: Path) -> bool:
+    """Whether ``folder`` holds anything but the lock files a racing first run makes first."""
+    return any(child.name not in (".lock", ".lock.wait") or not child.is_file() for child in folder.iterdir())
 
 
 def _add(args: argparse.Namespace, include: Any, *, new: bool) -> int:
+    """Add the files; a first run that fails removes the index it created (and only that: another
+    run that made the same new index meanwhile keeps it, and this run then adds to it)."""
     from ..encoders.loading import load_encoder
-    from ..index import SAPIndex
+    from ..index import IndexExistsError, IndexLockedError, SAPIndex
+    from ..index.lifecycle import discard_new
+    from ..index.manifest import MANIFEST_NAME
 
     if new:
         spec = args.model or DEFAULT_MODEL
         encoder = load_encoder(spec, device=args.device, window=_window(args.window), batch_size=args.batch_size)
-        index = SAPIndex.create(args.index, encoder=encoder, keep_ratio=args.keep_ratio)
+        try:
+            index = SAPIndex.create(args.index, encoder=encoder, keep_ratio=args.keep_ratio, timeout=args.wait)
+        except IndexExistsError:
+            if not (args.index / MANIFEST_NAME).is_file():
+                raise
+            # Another run created it while this one started: add to it, as a later run would.
+            new = False
+            index = SAPIndex.open(args.index, encoder=encoder, timeout=args.wait)
     else:
-        index, spec = _open(args.index, args.device, args.model)
+        index, spec = _open(args.index, args.device, args.model, timeout=args.wait)
     if spec.startswith("tiny:"):
         print(TINY_NOTE)
     with index:
-        report = scale_cmds.add_documents(
-            index,
-            args,
-            include=include,
-            skip_errors=args.skip_errors,
-            dpi=args.dpi,
-            batch_size=args.batch_size,
-            show_progress=True,
-        )
+        try:
+            report = scale_cmds.add_documents(
+                index,
+                args,
+                include=include,
+                skip_errors=args.skip_errors,
+                dpi=args.dpi,
+                batch_size=args.batch_size,
+                show_progress=True,
+            )
+            _print_skipped(report)
+            if new and not report.added:
+                raise InvalidInputError("no file could be read, so no index was created; fix the files listed above")
+        except BaseException:
+            if new:
+                discard_new(index)  # still under this run's lock: nobody else can have used it
+            raise
+        opened_stats = index.stats()
     if report.added and index.encoder is not None:
         from ..encoders.compiled import remember_queries
 
         remember_queries(index.encoder)  # so that the first search starts fast too
-    if report.skipped:
-        print(f"skipped {len(report.skipped)} unreadable files:", file=sys.stderr)
-        for error in report.skipped:
-            print(f"  {error.message}", file=sys.stderr)
-    if new and not report.added:
-        raise InvalidInputError("no file could be read, so no index was created; fix the files listed above")
-    # Measured on the closed index, as 'sap-rag info' measures it, so both print the same figure.
-    with SAPIndex.open(args.index) as closed:
-        stats = closed.stats()
+    # Measured on the closed index, as 'sap-rag info' measures it, so both print the same figure
+    # (unless another process took the index meanwhile: then as measured before closing it).
+    try:
+        with SAPIndex.open(args.index, timeout=min(args.wait, 5.0)) as closed:
+            stats = closed.stats()
+    except IndexLockedError:
+        stats = opened_stats
     pages = report.pages
     print(
         f"indexed {len(report.added)} documents, {pages} pages in {report.seconds:.1f} s"
@@ -203,6 +241,13 @@ def _add(args: argparse.Namespace, include: Any, *, new: bool) -> int:
         f"{per_page(stats.bytes_per_page)} bytes per page on disk"
     )
     return 0
+
+
+def _print_skipped(report: Any) -> None:
+    if report.skipped:
+        print(f"skipped {len(report.skipped)} unreadable files:", file=sys.stderr)
+        for error in report.skipped:
+            print(f"  {error.message}", file=sys.stderr)
 
 
 def _parse_filters(items: list[str]) -> dict[str, Any] | None:
@@ -232,7 +277,7 @@ def _parse_filters(items: list[str]) -> dict[str, Any] | None:
 
 def run_search(args: argparse.Namespace) -> int:
     filters = _parse_filters(args.filter)  # checked before the model loads
-    index, spec = _open(args.index, args.device, read_only=True, queries=True)
+    index, spec = _open(args.index, args.device, read_only=True, queries=True, timeout=args.wait)
     with index:
         hits = index.search(args.query, k=args.k, filter=filters)
     if args.json:
@@ -240,8 +285,11 @@ def run_search(args: argparse.Namespace) -> int:
             {
                 "rank": rank,
                 "score": hit.score,
+                "relevance": hit.relevance,
+                "page_id": hit.page_id,
                 "doc_id": hit.doc_id,
                 "page_number": hit.page_number,
+                "text": hit.text,
                 "image_path": str(hit.image_path) if hit.image_path else None,
                 "metadata": hit.metadata,
             }
@@ -254,8 +302,19 @@ def run_search(args: argparse.Namespace) -> int:
     if not hits:
         print("no results")
         return 0
-    print(f"{'rank':>4}  {'score':>8}  {'page':>4}  {'document':24}  file")
+    print(f"{'rank':>4}  {'score':>8}  {'relevance':>9}  {'page':>4}  {'document':24}  file")
     for rank, hit in enumerate(hits, 1):
         name = hit.metadata.get("filename", "")
-        print(f"{rank:>4}  {hit.score:8.3f}  {hit.page_number:>4}  {hit.doc_id[:24]:24}  {name}")
+        print(f"{rank:>4}  {hit.score:8.3f}  {hit.relevance:9.3f}  {hit.page_number:>4}  {hit.doc_id[:24]:24}  {name}")
+        print(f"      {snippet(hit.text)}")
     return 0
+
+
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """A page text on one line (whitespace collapsed), cut to ``limit`` characters with an ellipsis.
+
+    >>> snippet("Revenue\n  by   region", 12)
+    'Revenue by …'
+    """
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + " …"

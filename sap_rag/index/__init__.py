@@ -15,8 +15,10 @@ from .errors import (
     IndexExistsError,
     IndexFormatError,
     IndexLockedError,
+    IndexLockTimeoutError,
     IndexNotFoundError,
     IndexReadOnlyError,
+    IndexStorageError,
 )
 from .filters import parse_filter, validate_metadata
 from .index import SAPIndex
@@ -35,10 +37,12 @@ __all__ = [
     "IndexClosedError",
     "IndexExistsError",
     "IndexFormatError",
+    "IndexLockTimeoutError",
     "IndexLockedError",
     "IndexNotFoundError",
     "IndexReadOnlyError",
     "IndexStats",
+    "IndexStorageError",
     "Manifest",
     "SAPIndex",
     "SearchHit",

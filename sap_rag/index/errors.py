@@ -11,14 +11,26 @@ __all__ = [
     "IndexClosedError",
     "IndexExistsError",
     "IndexFormatError",
+    "IndexLockTimeoutError",
     "IndexLockedError",
     "IndexNotFoundError",
     "IndexReadOnlyError",
+    "IndexStorageError",
 ]
 
 
 class IndexLockedError(SapRagError):
     """Another process (or another ``SAPIndex`` object in this one) holds the index's write lock."""
+
+
+class IndexLockTimeoutError(IndexLockedError):
+    """An open waited its ``timeout`` for the index's lock (or another reader's load) and did not get
+    it; the message names the processes holding it."""
+
+
+class IndexStorageError(SapRagError):
+    """The disk or folder holding the index cannot take what an open needs (full, or too small for
+    the engine's files); the message says how much is needed and what to do."""
 
 
 class IndexReadOnlyError(SapRagError):

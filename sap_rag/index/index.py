@@ -75,8 +75,13 @@ class SAPIndex(IndexReads, IndexWrites):
         collection: str | None = None,
         qdrant_api_key: str | None = None,
         indexing_threshold_kb: int | None = None,
+        timeout: float = 0.0,
     ) -> SAPIndex:
         """Create a new, empty index in directory ``path`` (which must not exist or be empty).
+
+        Two processes creating the same path race for its lock: one creates the index, the other
+        gets :class:`IndexLockedError` (or, once the index exists, :class:`IndexExistsError`), and
+        a failed create removes only what it made itself, never another process's index.
 
         Args:
             path: the index directory.
@@ -109,12 +114,14 @@ class SAPIndex(IndexReads, IndexWrites):
             indexing_threshold_kb: embedded backend: segment size (KB of vectors) from which
                 :meth:`optimize` builds the mean-vector HNSW graph and the int8 copy
                 (default: Qdrant's).
+            timeout: seconds to wait for another process creating the same path (0: fail at once).
 
         Raises:
             IndexExistsError: ``path`` holds an index or other files.
+            IndexLockedError: another process is creating an index at ``path``.
             InvalidInputError: inconsistent options.
         """
-        root, manifest, store, lock, pruner = create_parts(
+        (root, manifest, store, lock, pruner), created = create_parts(
             path,
             encoder,
             keep_ratio=keep_ratio,
@@ -133,8 +140,11 @@ class SAPIndex(IndexReads, IndexWrites):
             collection=collection,
             qdrant_api_key=qdrant_api_key,
             indexing_threshold_kb=indexing_threshold_kb,
+            timeout=timeout,
         )
-        return cls(root, manifest, store, lock, encoder=encoder, pruner=pruner)
+        index = cls(root, manifest, store, lock, encoder=encoder, pruner=pruner)
+        index._created = created
+        return index
 
     @classmethod
     def open(
@@ -146,15 +156,21 @@ class SAPIndex(IndexReads, IndexWrites):
         client: Any = None,
         qdrant_api_key: str | None = None,
         read_only: bool = False,
+        timeout: float = 0.0,
     ) -> SAPIndex:
         """Open an existing index (and finish or undo any write a crash interrupted).
 
         One writer, or any number of read-only opens (from any processes), may have an index open
         at a time: ``read_only=True`` opens share the index with each other, for searching
-        (``search``, ``get_pages``, ``document``, ``stats``...); a writer waits for none of them
-        but is refused while they are open, and they are refused while it is. The lock is
-        released by :meth:`close`, by leaving a ``with`` block, when the object is garbage
-        collected, or when the process ends.
+        (``search``, ``get_pages``, ``document``, ``stats``...); a writer and readers exclude
+        each other. With ``timeout`` an open waits up to that many seconds for its turn (a
+        waiting writer keeps readers that arrive after it out, so it is not starved); without,
+        it is refused at once. The lock is released by :meth:`close`, by leaving a ``with``
+        block, when the object is garbage collected, or when the process ends.
+
+        A read-only open also works on a read-only folder or mount, and on a full disk: where the
+        engine cannot load the index in place, it loads a private copy of its shard (see
+        :mod:`sap_rag.index.backends.edge_space`).
 
         Args:
             path: the index directory.
@@ -167,22 +183,32 @@ class SAPIndex(IndexReads, IndexWrites):
                 reconnect to the recorded url or local-mode path).
             qdrant_api_key: API key for the recorded server url.
             read_only: open for searching only, sharing the index with other read-only opens.
+            timeout: seconds to wait for other processes to let go of the index (0: fail at once).
 
         Raises:
             IndexNotFoundError: no index at ``path``.
             IndexFormatError: a newer format version, or a damaged index.
             IndexLockedError: the index is open elsewhere (for writing; or, for a writer, read-only):
-                the message says by whom and what to do.
+                the message says by whom and what to do; :class:`IndexLockTimeoutError` after a wait.
             IndexReadOnlyError: ``read_only`` and a write was interrupted; open it for writing once.
+                Or a writer's open of a read-only folder.
+            IndexStorageError: ``read_only`` on a full disk or read-only folder, with no room for a
+                private copy of the shard either.
             EncoderMismatchError: ``encoder`` differs from the index's.
         """
         root, manifest, store, lock, pruner = open_parts(
-            path, encoder, pruner=pruner, client=client, qdrant_api_key=qdrant_api_key, read_only=bool(read_only)
+            path,
+            encoder,
+            pruner=pruner,
+            client=client,
+            qdrant_api_key=qdrant_api_key,
+            read_only=bool(read_only),
+            timeout=timeout,
         )
         return cls(root, manifest, store, lock, encoder=encoder, pruner=pruner)
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{len(self)} pages"
+        state = "closed" if self._closed else f"{self._store.pages} pages"
         return f"SAPIndex({str(self.path)!r}, {state}, {self.manifest.backend.get('kind')}, {self.storage.value})"
 
     def __enter__(self) -> SAPIndex:
@@ -192,9 +218,14 @@ class SAPIndex(IndexReads, IndexWrites):
         self.close()
 
     def close(self) -> None:
-        """Flush and release the index (idempotent); also done when the object is collected."""
+        """Flush and release the index (idempotent); also done when the object is collected.
+
+        Waits for calls in flight in other threads; every call after it (or that was waiting
+        for it) raises :class:`IndexClosedError`."""
         if self._closed:
             return
         with self._mutex:
+            if self._closed:
+                return
             self._closed = True
             self._finalizer()

@@ -6,16 +6,20 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import stat
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError
 from .backends.base import Backend
+from .backends.edge import SHARD_DIR
 from .backends.factory import create_backend, open_backend
 from .checks import check_encoder, check_pruner, positive_int, resolve_dim, resolve_pruner
-from .errors import IndexExistsError, IndexFormatError, IndexReadOnlyError
+from .errors import IndexExistsError, IndexFormatError, IndexNotFoundError, IndexReadOnlyError
 from .images import ImageStore
-from .lock import LOCK_NAME, IndexLock
+from .lock import LOCK_NAME, WAIT_NAME, IndexLock, check_timeout
 from .manifest import MANIFEST_NAME, Manifest
 from .options import (
     DEFAULT_EXACT_PREFETCH_MAX_PAGES,
@@ -34,7 +38,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IMAGES_DIR", "IndexParts", "create_parts", "open_parts", "release"]
+__all__ = ["IMAGES_DIR", "Created", "IndexParts", "create_parts", "open_parts", "release", "remove_created"]
 
 IMAGES_DIR = "images"
 
@@ -62,15 +66,19 @@ def create_parts(
     collection: str | None,
     qdrant_api_key: str | None,
     indexing_threshold_kb: int | None,
-) -> IndexParts:
-    """A new, empty index at ``path`` (see ``SAPIndex.create``); nothing is left behind on failure."""
+    timeout: float = 0.0,
+) -> tuple[IndexParts, Created]:
+    """A new, empty index at ``path`` (see ``SAPIndex.create``) and what making it created.
+
+    Whether the index is new is decided under the lock: two processes creating the same path
+    race for the lock, and the loser finds the winner's index (:class:`IndexExistsError`) or
+    its lock (:class:`IndexLockedError`). A failure removes only what this call created, while
+    it still holds the lock, so it never removes another process's folder or index.
+    """
     from .. import __version__
 
     root = Path(path)
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        if (root / MANIFEST_NAME).is_file():
-            raise IndexExistsError(f"{root} already holds an index; open it with SAPIndex.open({str(root)!r})")
-        raise IndexExistsError(f"{root} exists and is not an empty directory; pick a new path for the index")
+    _refuse_existing(root)  # the quick answer; the one that counts is given under the lock
     storage_type = StorageType.parse(storage)
     mode = parse_two_stage(two_stage)
     dim = resolve_dim(encoder, dim)
@@ -85,13 +93,14 @@ def create_parts(
         raise InvalidInputError(f"oversampling must be a number >= 1, got {oversampling!r}")
     if qdrant_url is not None and client is not None:
         raise InvalidInputError("give qdrant_url or client, not both")
+    timeout = check_timeout(timeout)
 
-    created_dir = not root.exists()
-    root.mkdir(parents=True, exist_ok=True)
-    lock = IndexLock.acquire(root)
+    lock, created = _lock_new_directory(root, timeout)
     backend: Backend | None = None
     registry: Registry | None = None
     try:
+        _refuse_existing(root, locked=True)
+        created.names.append(SHARD_DIR)
         backend = create_backend(
             root,
             dim=dim,
@@ -104,7 +113,9 @@ def create_parts(
             indexing_threshold_kb=indexing_threshold_kb,
             pooled=pooled_vectors > 0,
         )
+        created.names += [REGISTRY_NAME, REGISTRY_NAME + "-journal", REGISTRY_NAME + "-wal", REGISTRY_NAME + "-shm"]
         registry = Registry(root / REGISTRY_NAME)
+        created.names.append(IMAGES_DIR)
         (root / IMAGES_DIR).mkdir(exist_ok=True)
         manifest = Manifest(
             dim=dim,
@@ -126,6 +137,7 @@ def create_parts(
             oversampling=float(oversampling),
             sap_rag_version=__version__,
         )
+        created.names.append(MANIFEST_NAME)
         manifest.write(root)  # last: an index exists once its manifest does
     except BaseException:
         if registry is not None:
@@ -135,12 +147,97 @@ def create_parts(
                 backend.close()
             except Exception:  # pragma: no cover - best effort while already failing
                 logger.exception("closing the backend after a failed create")
-        lock.release()
-        _remove_partial(root, created_dir)
+        remove_created(root, created, lock)
         raise
     logger.info("created index %s (%s backend, %s storage, dim %d)", root, backend.kind, storage_type.value, dim)
     store = PageStore(backend, registry, ImageStore(root / IMAGES_DIR), store_images=manifest.store_images)
-    return root, manifest, store, lock, pruner
+    return (root, manifest, store, lock, pruner), created
+
+
+@dataclass
+class Created:
+    """What ``SAPIndex.create`` made: the directories it created (``dirs``, deepest last: the index
+    directory and missing parents) and the entries it wrote in the index directory (``names``)."""
+
+    dirs: list[Path] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+
+
+def _refuse_existing(root: Path, *, locked: bool = False) -> None:
+    """Refuse a path that holds an index or anything but (when ``locked``) the lock files."""
+    if root.exists() and not root.is_dir():
+        raise IndexExistsError(f"{root} exists and is not a directory; pick a new path for the index")
+    if not root.exists():
+        return
+    if (root / MANIFEST_NAME).is_file() or (root / MANIFEST_NAME).is_symlink():
+        raise IndexExistsError(f"{root} already holds an index; open it with SAPIndex.open({str(root)!r})")
+    # Lock files (plain ones) are what a racing creator leaves first: its lock decides, not this check.
+    allowed = {LOCK_NAME, WAIT_NAME}
+    for name in os.listdir(root):
+        if name not in allowed or not (locked or _plain_file(root / name)):
+            raise IndexExistsError(f"{root} exists and is not an empty directory; pick a new path for the index")
+
+
+def _plain_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return True  # gone already: nothing in the way
+
+
+def _lock_new_directory(root: Path, timeout: float) -> tuple[IndexLock, Created]:
+    """Make ``root`` (where missing, with its parents) and take its lock; what was made is recorded."""
+    for _ in range(5):
+        created = Created()
+        missing = [p for p in (root, *root.parents) if not p.exists()]
+        for directory in reversed(missing):
+            try:
+                directory.mkdir()
+            except FileExistsError:
+                continue  # another process made it first: it is not ours to remove
+            created.dirs.append(directory)
+        try:
+            lock = IndexLock.acquire(root, timeout=timeout)
+        except IndexNotFoundError:
+            continue  # a failed creator removed the directory while we waited for its lock: make it again
+        except BaseException:
+            _remove_empty_dirs(created.dirs)  # without the lock: only directories still empty
+            raise
+        if lock.created_file:
+            created.names.append(LOCK_NAME)
+        return lock, created
+    raise IndexExistsError(f"{root} keeps being created and removed by other processes; try again")
+
+
+def remove_created(root: Path, created: Created, lock: IndexLock) -> None:
+    """Undo a create (a failed one, or a first CLI run that indexed nothing): remove what it made,
+    while still holding the lock, then release the lock. Waiters notice the lock file went."""
+    try:
+        names = list(created.names)
+        if created.dirs and created.dirs[-1] == root:
+            names += [LOCK_NAME, WAIT_NAME]  # the directory is ours: so are the lock files in it
+        for name in dict.fromkeys(names):
+            target = root / name
+            try:
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError:
+                logger.exception("could not remove %s after a failed create", target)
+        _remove_empty_dirs(created.dirs)
+    finally:
+        lock.release()
+
+
+def _remove_empty_dirs(dirs: list[Path]) -> None:
+    for directory in reversed(dirs):
+        try:
+            directory.rmdir()  # only when empty: never what another process put there
+        except OSError:
+            return
 
 
 def open_parts(
@@ -151,18 +248,23 @@ def open_parts(
     client: Any,
     qdrant_api_key: str | None,
     read_only: bool,
+    timeout: float = 0.0,
 ) -> IndexParts:
     """The parts of an existing index (see ``SAPIndex.open``); a writer's open also recovers."""
     root = Path(path)
+    timeout = check_timeout(timeout)
     manifest = Manifest.read(root)
     check_encoder(manifest, encoder)
     pruner = check_pruner(manifest, pruner)
-    lock = IndexLock.acquire(root, shared=bool(read_only))
+    lock = IndexLock.acquire(root, shared=bool(read_only), timeout=timeout)
     backend: Backend | None = None
     registry: Registry | None = None
     try:
-        with lock.engine_section():
-            backend = open_backend(root, manifest, client, qdrant_api_key)
+        if read_only and manifest.backend.get("kind") == "edge":
+            backend = open_edge_read_only(root, manifest, lock, timeout)
+        else:
+            with lock.engine_section(timeout):
+                backend = open_backend(root, manifest, client, qdrant_api_key)
         if not (root / REGISTRY_NAME).is_file():
             raise IndexFormatError(f"{root} has no {REGISTRY_NAME}; the index is incomplete or damaged")
         registry = Registry(root / REGISTRY_NAME, read_only=bool(read_only))
@@ -176,8 +278,8 @@ def open_parts(
         if registry is not None:
             registry.close()
         if backend is not None:
-            with lock.engine_section():
-                backend.close()
+            with _engine_turn(lock, backend):
+                backend.close_read_only() if read_only else backend.close()
         lock.release()
         raise
     store = PageStore(
@@ -192,10 +294,32 @@ def open_parts(
     return root, manifest, store, lock, pruner
 
 
+def open_edge_read_only(root: Path, manifest: Manifest, lock: IndexLock, timeout: float) -> Backend:
+    """A read-only open's Qdrant Edge shard: loaded in place, or from a private copy where the folder
+    is read-only or its disk too full for what a load writes (see :mod:`.backends.edge`)."""
+    from .backends.edge import EdgeBackend
+
+    return EdgeBackend.open_read_only(
+        root,
+        dim=manifest.dim,
+        storage=StorageType(manifest.storage),
+        oversampling=manifest.oversampling,
+        pooled=manifest.pooled_vectors > 0,
+        turn=lambda: lock.engine_section(timeout),
+    )
+
+
+def _engine_turn(lock: IndexLock, backend: Backend) -> Any:
+    """The engine section for closing ``backend`` (none needed for a private copy of the shard)."""
+    if getattr(backend, "private_copy", None) is not None:
+        return nullcontext()
+    return lock.engine_section(closing=True)
+
+
 def release(store: PageStore, lock: IndexLock) -> None:
     """Close the engine and registry, then drop the lock (the finalizer of a ``SAPIndex``)."""
     try:
-        with lock.engine_section():
+        with _engine_turn(lock, store.backend):
             store.close()
     except Exception:  # pragma: no cover - also runs at interpreter exit, where raising helps nobody
         logger.exception("closing the index at %s", lock.path.parent)
@@ -203,14 +327,27 @@ def release(store: PageStore, lock: IndexLock) -> None:
         lock.release()
 
 
-def _remove_partial(root: Path, created_dir: bool) -> None:
-    """Undo a failed create: remove what it wrote (the whole directory if it made it)."""
-    if created_dir:
-        shutil.rmtree(root, ignore_errors=True)
-        return
-    for name in (MANIFEST_NAME, REGISTRY_NAME, LOCK_NAME, IMAGES_DIR, "shard"):
-        target = root / name
-        if target.is_dir():
-            shutil.rmtree(target, ignore_errors=True)
-        elif target.exists():
-            target.unlink()
+def discard_new(index: Any) -> None:
+    """Remove an index that ``index`` (a ``SAPIndex``) created and has held since: the undo of a
+    failed first run (the CLI's first ``index``, an import). Everything in it is this object's
+    own, as no other process could open it meanwhile; removed under the lock, then released.
+
+    Raises:
+        InvalidInputError: ``index`` was opened, not created (or was closed).
+    """
+    from .errors import IndexClosedError
+
+    with index._mutex:
+        created = index._created
+        if index._closed:
+            raise IndexClosedError(f"the index at {index.path} is closed; only an open new index can be discarded")
+        if created is None:
+            raise InvalidInputError(f"the index at {index.path} was opened, not created here: it is not discarded")
+        index._closed = True
+        index._finalizer.detach()
+        try:
+            index._store.close()
+        except Exception:  # pragma: no cover - best effort while already failing
+            logger.exception("closing the new index at %s before removing it", index.path)
+        remove_created(index.path, created, index._lock)
+        logger.info("removed the new index at %s", index.path)

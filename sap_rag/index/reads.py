@@ -78,8 +78,7 @@ class IndexReads(IndexState):
         exact_prefetch = len(self) <= int(limit)
         specs = [QuerySpec(v, query_summary(v), k, conditions, depth, exact_prefetch, coarse=first) for v in vectors]
         out: list[list[SearchHit]] = []
-        with self._mutex:
-            self._check_open()
+        with self._open():
             if not self.read_only:
                 self._store.ensure_recovered()
             for start in range(0, len(specs), _QUERY_BATCH):
@@ -97,8 +96,7 @@ class IndexReads(IndexState):
         """
         self._check_open()
         wanted = [parse_page_id(p) for p in id_list(page_ids)]
-        with self._mutex:
-            self._check_open()
+        with self._open():
             records: dict[str, DocumentRecord | None] = {}
             points: list[int | None] = []
             for doc_id, number in wanted:
@@ -116,24 +114,21 @@ class IndexReads(IndexState):
 
     def document(self, doc_id: str) -> DocumentInfo:
         """What the index holds of one document."""
-        self._check_open()
-        with self._mutex:
+        with self._open():
             record = self._registry.get(doc_id)
-        if record is None:
-            raise DocumentNotFoundError(f"no document {doc_id!r} in the index at {self.path}")
-        return self._info(record)
+            if record is None:
+                raise DocumentNotFoundError(f"no document {doc_id!r} in the index at {self.path}")
+            return self._info(record)
 
     def documents(self, *, source: str | None = None) -> list[str]:
         """Ids of every document, sorted; with ``source``, only those whose metadata ``source``
         equals it (an indexed lookup: how ``add_documents`` finds a changed file's old version)."""
-        self._check_open()
-        with self._mutex:
+        with self._open():
             return self._registry.doc_ids(source)
 
     def stats(self) -> IndexStats:
         """Counts, sizes and settings; see :class:`IndexStats`."""
-        self._check_open()
-        with self._mutex:
+        with self._open():
             documents, pages, vectors = self._registry.totals()
             disk = self.backend.bytes_on_disk()
             return IndexStats(
@@ -157,8 +152,7 @@ class IndexReads(IndexState):
         Reports points of uncommitted or replaced generations (``stray_points``) and committed
         documents with missing pages. With ``repair=True`` stray points are deleted.
         """
-        self._check_open(write=repair)
-        with self._mutex:
+        with self._open(write=repair):
             return self._store.check(repair=repair)
 
     def _prefetch_depth(self, two_stage: bool | str | None, prefetch: int | None, k: int) -> int | None:

@@ -178,6 +178,15 @@ class Registry:
                 ).fetchone()
             )
         except sqlite3.DatabaseError as exc:
+            if read_only and _interrupted(exc, self.path):
+                from .errors import IndexReadOnlyError
+
+                root = self.path.parent
+                raise IndexReadOnlyError(
+                    f"the index at {root} has a write that was interrupted inside its commit (a writer stopped "
+                    "before finishing), which a read-only open cannot clean up: open it once for writing "
+                    f"(SAPIndex.open({str(root)!r}) or any sap-rag command that changes it), then read-only opens work"
+                ) from exc
             raise IndexFormatError(f"{self.path} is not a readable registry ({exc}); the index is damaged") from exc
 
     # --- plumbing ---------------------------------------------------------------------------
@@ -364,6 +373,14 @@ class Registry:
             return
         with self._transaction() as db:
             db.executemany("DELETE FROM journal WHERE gen = ?", [(g,) for g in gens])
+
+
+def _interrupted(exc: sqlite3.DatabaseError, path: Path) -> bool:
+    """Whether a read-only connection failed on a transaction a writer left (a hot rollback journal,
+    or a WAL to recover), which only a writer's connection can roll back."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    journal = path.with_name(path.name + "-journal")
+    return name.startswith("SQLITE_READONLY") or (journal.is_file() and journal.stat().st_size > 0)
 
 
 def _record(row: tuple) -> DocumentRecord:

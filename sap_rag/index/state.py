@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from ..pipeline import PagePipeline
 from .backends.base import Backend, ScoredPoint
 from .checks import check_encoder
 from .errors import IndexClosedError, IndexReadOnlyError
-from .lifecycle import release
+from .lifecycle import Created, release
 from .lock import IndexLock
 from .manifest import Manifest
 from .options import StorageType
@@ -62,8 +63,12 @@ class IndexState:
                 "SAPIndex.open(path, pruner=<the same pruner>) to prune new pages, or add pruned pages"
             ),
         )
+        # Every call runs its index work holding this lock, so close() waits for calls in flight, and
+        # a search never sees a document half written (an add holds it from its first engine write
+        # to its commit).
         self._mutex = threading.RLock()
         self._closed = False
+        self._created: Created | None = None  # what SAPIndex.create made (for discard_new)
         self.read_only = lock.shared
         # Releases the engine and the lock when this object is collected or the process exits,
         # without close(). It must not refer to self, or self would never be collected.
@@ -95,11 +100,20 @@ class IndexState:
 
     def __len__(self) -> int:
         """Number of pages."""
-        return self._store.pages
+        with self._open():
+            return self._store.pages
 
     def __contains__(self, doc_id: object) -> bool:
-        with self._mutex:
+        with self._open():
             return isinstance(doc_id, str) and self._registry.get(doc_id) is not None
+
+    @contextmanager
+    def _open(self, *, write: bool = False) -> Iterator[None]:
+        """Hold the index for one call: waits for a call in flight in another thread (or a
+        close), then checks that the index is still open (and, for ``write``, writable)."""
+        with self._mutex:
+            self._check_open(write=write)
+            yield
 
     def _check_open(self, *, write: bool = False) -> None:
         if self._closed:

@@ -116,8 +116,7 @@ class IndexWrites(IndexState):
         """
         self._check_open(write=True)
         doc_id = check_doc_id(doc_id)
-        with self._mutex:
-            self._check_open()
+        with self._open(write=True):
             old = self._store.remove(doc_id)
         if old is None:
             if missing_ok:
@@ -128,8 +127,7 @@ class IndexWrites(IndexState):
 
     def optimize(self) -> None:
         """Let the engine merge segments and build the mean-vector graph; call after bulk adds."""
-        self._check_open(write=True)
-        with self._mutex:
+        with self._open(write=True):
             started = time.perf_counter()
             self.backend.optimize()
             self.backend.flush()
@@ -150,8 +148,7 @@ class IndexWrites(IndexState):
         for doc_id, number in (parse_page_id(p) for p in id_list(page_ids)):
             by_doc.setdefault(doc_id, set()).add(number)
         removed = 0
-        with self._mutex:
-            self._check_open(write=True)
+        with self._open(write=True):
             plan = []
             for doc_id, numbers in by_doc.items():
                 record = self._registry.get(doc_id)
@@ -183,8 +180,7 @@ class IndexWrites(IndexState):
         staged = [
             stage(page, f"page {i + 1} of {doc_id!r}", self.dim, self.storage, pooled) for i, page in enumerate(pages)
         ]
-        with self._mutex:
-            self._check_open(write=True)
+        with self._open(write=True):
             record = self._store.write(doc_id, staged, metadata, show_progress=show_progress)
         logger.info("added %r: %d pages, %d vectors", doc_id, record.num_pages, record.num_vectors)
         return self._info(record)

@@ -11,7 +11,9 @@ returns, and the index's registry journal (not the WAL) decides what survives a 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from .base import (
     prefetch_plan,
     record_point,
 )
+from .edge_space import plan_load, private_copy
 from .filter_edge import to_edge_filter
 
 logger = logging.getLogger(__name__)
@@ -136,6 +139,8 @@ class EdgeBackend(Backend):
         super().__init__(dim=dim, storage=storage, oversampling=oversampling, pooled=pooled)
         self._shard = shard
         self.path = Path(path)
+        self.private_copy: Path | None = None
+        """Where a read-only open loaded a private copy of the shard from (removed at close), or None."""
 
     @classmethod
     def create(
@@ -182,6 +187,50 @@ class EdgeBackend(Backend):
         except Exception as exc:
             raise BackendError(f"Qdrant Edge could not load the shard at {path}: {exc}") from exc
         return cls(shard, path, dim=dim, storage=storage, oversampling=oversampling, pooled=pooled)
+
+    @classmethod
+    def open_read_only(
+        cls,
+        index_dir: Path,
+        *,
+        dim: int,
+        storage: StorageType,
+        oversampling: float = 4.0,
+        pooled: bool = True,
+        turn: Callable[[], AbstractContextManager[Any]] = nullcontext,
+    ) -> EdgeBackend:
+        """Load the shard for searching only: in place (inside ``turn()``, the readers' engine
+        section), or from a private copy where loading in place cannot work: a read-only folder
+        or mount (the engine opens its files for writing), or a disk with less room than a load
+        writes (a load that runs out of room there dies by SIGBUS, see :mod:`.edge_space`).
+
+        Raises:
+            IndexStorageError: no room for the load, nor for a private copy.
+        """
+        path = Path(index_dir) / SHARD_DIR
+        if not path.is_dir():
+            from ..errors import IndexFormatError
+
+            raise IndexFormatError(
+                f"the index at {index_dir} has no {SHARD_DIR}/ directory; it is incomplete or damaged"
+            )
+        with turn():  # no other reader's load or close changes the files while they are measured or copied
+            plan = plan_load(path)
+            if plan.in_place:
+                backend = cls.open(index_dir, dim=dim, storage=storage, oversampling=oversampling, pooled=pooled)
+                return backend
+            scratch = private_copy(path, plan)
+        try:
+            qe = _qe()
+            shard = qe.EdgeShard.load(str(scratch / SHARD_DIR))
+        except BaseException as exc:
+            shutil.rmtree(scratch, ignore_errors=True)
+            if isinstance(exc, Exception):
+                raise BackendError(f"Qdrant Edge could not load a private copy of the shard at {path}: {exc}") from exc
+            raise
+        backend = cls(shard, path, dim=dim, storage=storage, oversampling=oversampling, pooled=pooled)
+        backend.private_copy = scratch
+        return backend
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -302,7 +351,11 @@ class EdgeBackend(Backend):
         if self._shard is None:
             return
         shard, self._shard = self._shard, None
-        shard.close()  # no flush: a reader wrote nothing
+        try:
+            shard.close()  # no flush: a reader wrote nothing
+        finally:
+            if self.private_copy is not None:
+                shutil.rmtree(self.private_copy, ignore_errors=True)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": SHARD_DIR}
