@@ -98,6 +98,10 @@ def test_a_read_only_store_refuses_to_write(path, tiny_encoder):
         with pytest.raises(IndexReadOnlyError):
             store.delete_nodes(["report:p1"])
         assert len(store.index) == 2
+    with SAPIndex.open(path, encoder=tiny_encoder) as writer:  # an index object, writable, but the store is not
+        with pytest.raises(IndexReadOnlyError, match="read_only=True"):
+            SAPPageStore(writer, read_only=True).add([_page(6)])
+        assert len(writer) == 2
 
 
 def test_a_path_retriever_opens_for_writing_only_when_asked(path, tiny_encoder):

@@ -15,6 +15,8 @@ pytest.importorskip("llama_index.core")
 from _li_fixtures import png_b64, png_bytes
 from llama_index.core import Settings, StorageContext, VectorStoreIndex
 from llama_index.core.embeddings import MockEmbedding
+from llama_index.core.ingestion import IngestionPipeline
+from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.retrievers import VectorIndexRetriever
 from llama_index.core.schema import ImageDocument, ImageNode, MetadataMode, QueryBundle
 from llama_index.core.vector_stores.types import FilterOperator, MetadataFilter, MetadataFilters
@@ -152,11 +154,13 @@ def test_nodes_keep_paths_and_ids_out_of_prompts(built):
 
 def test_image_documents_with_bytes_or_path_insert_and_delete(tmp_path, toy_encoder):
     """The tutorial form with Settings.embed_model configured (as a tutorial's reader has it) and no
-    embed_model argument; images given as bytes, as a path, and as an ImageNode."""
+    embed_model argument; images given as bytes, as a path, and as an ImageNode. The long text is
+    split into chunks by from_documents (SentenceSplitter): one page is stored, with the whole text."""
     image_file = tmp_path / "chart.png"
     image_file.write_bytes(png_bytes(7))
+    long_text = "revenue table " + " ".join(f"row{i}" for i in range(1500))
     documents = [
-        ImageDocument(image=png_b64(5), text="revenue table", id_="bytes-doc", metadata={"kind": "table"}),
+        ImageDocument(image=png_b64(5), text=long_text, id_="bytes-doc", metadata={"kind": "table"}),
         ImageDocument(image_path=str(image_file), id_="path-doc", metadata={"kind": "chart"}),
     ]
     with SAPIndex.create(tmp_path / "index", encoder=toy_encoder) as sap:
@@ -173,7 +177,8 @@ def test_image_documents_with_bytes_or_path_insert_and_delete(tmp_path, toy_enco
         assert len(sap) == 3
         pages = {n.ref_doc_id: n for n in store.get_nodes()}
         assert set(pages) == {"bytes-doc", "path-doc", "node-3"}
-        assert pages["bytes-doc"].text == "revenue table" and pages["bytes-doc"].metadata["kind"] == "table"
+        assert pages["bytes-doc"].text == long_text and pages["bytes-doc"].metadata["kind"] == "table"
+        assert len(index.docstore.docs) > 3  # the text was split: more nodes than pages
         # the image queries find each page (it was encoded from the image it was given)
         query = tmp_path / "q.png"
         query.write_bytes(png_bytes(7))
@@ -192,20 +197,10 @@ def test_image_documents_with_bytes_or_path_insert_and_delete(tmp_path, toy_enco
                 embed_model=SAPStoreEmbedding(),
             )
             assert len(sap) == 2 and {n.ref_doc_id for n in store.get_nodes()} == {"path-doc", "node-3"}
-
-
-def test_chunks_of_one_page_are_one_page(tmp_path, toy_encoder):
-    """from_documents splits a long page text into chunks (SentenceSplitter): one page is stored,
-    with the whole text."""
-    words = " ".join(f"word{i}" for i in range(1500))
-    document = ImageDocument(image=png_b64(3), text=words, id_="long")
-    with SAPIndex.create(tmp_path / "index", encoder=toy_encoder) as sap:
-        store = SAPPageStore(sap)
-        VectorStoreIndex.from_documents(
-            [document], storage_context=StorageContext.from_defaults(vector_store=store), embed_model=store.embed_model
-        )
-        (page,) = store.get_nodes()
-        assert page.text == words and page.ref_doc_id == "long"
+        # an IngestionPipeline adds the nodes that have an embedding: the store's (constant) one does
+        pipeline = IngestionPipeline(transformations=[SentenceSplitter(), store.embed_model], vector_store=store)
+        pipeline.run(documents=[ImageDocument(image=png_b64(11), text="pipeline page", id_="pipe")])
+        assert len(sap) == 3 and "pipe" in {n.ref_doc_id for n in store.get_nodes()}
 
 
 def test_store_errors_are_clear(built, tmp_path):

@@ -36,6 +36,9 @@ class VisualDocumentIndexer(NodeParser):
     - else its ``file_path`` metadata (a PDF or image, as ``SimpleDirectoryReader`` sets it): every
       page of the file; several documents naming one file (a per-page PDF reader) index it once.
 
+    Chunks of one document (a node parser such as ``SentenceSplitter`` before the indexer) are one
+    page again, their text rejoined.
+
     A changed file replaces its pages (matched by its absolute path, as ``SAPIndex.add_documents``
     does), and a LlamaIndex document indexed again replaces what it indexed before (matched by its
     id): nothing accumulates. An unchanged document is not re-encoded. :meth:`delete_ref_doc`
@@ -65,7 +68,7 @@ class VisualDocumentIndexer(NodeParser):
     _owns_index: bool = PrivateAttr(default=False)
 
     def __init__(self, index: Any, **kwargs: Any) -> None:
-        opened, owned = open_index(index)
+        opened, owned = open_index(index, owner="VisualDocumentIndexer")
         super().__init__(index=opened, **kwargs)
         self._owns_index = owned
 

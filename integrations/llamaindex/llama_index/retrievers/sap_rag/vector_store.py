@@ -155,28 +155,35 @@ class SAPPageStore(BasePydanticVectorStore):
 
     # --- writing -------------------------------------------------------------------------
 
-    def _writable(self, action: str) -> Any:
-        """The index, opened for writing first if the store opened it read-only."""
+    def _writable(self, action: str, *, encodes: bool = False) -> Any:
+        """The index, opened for writing first if the store opened it read-only (``encodes``: keep
+        the encoder the read-only index loaded, rather than loading the model again)."""
         with self._reopen:  # two threads writing at once reopen it once
-            return self._open_for_writing(action)
+            return self._open_for_writing(action, encodes)
 
-    def _open_for_writing(self, action: str) -> Any:
+    def _open_for_writing(self, action: str, encodes: bool) -> Any:
         index = self._index
-        if not self._owned or not getattr(index, "read_only", False):
-            return index
         where = index_path(index)
         if self._read_only:
             raise IndexReadOnlyError(
                 f"SAPPageStore.{action}: the store was made with read_only=True, so the index at {where} is only "
                 "searched; make it without read_only to write (it then needs the index to itself)"
             )
+        if not self._owned or not getattr(index, "read_only", False):
+            return index
         from sap_rag.index import SAPIndex
 
+        options = dict(self._open_kwargs)
+        if encodes and "encoder" not in options:
+            options["encoder"] = index.encoder
         index.close()
         try:
-            self._index = SAPIndex.open(where, **self._open_kwargs)
+            self._index = SAPIndex.open(where, **options)
         except SapRagError as exc:
-            self._index = SAPIndex.open(where, read_only=True, **self._open_kwargs)  # still searchable
+            try:
+                self._index = SAPIndex.open(where, read_only=True, **options)  # still searchable
+            except SapRagError as again:
+                logger.warning("SAPPageStore: cannot reopen %s for searching either: %s", where, again)
             raise type(exc)(
                 f"SAPPageStore.{action} needs the index at {where} open for writing, which failed: {exc}"
             ) from exc
@@ -189,14 +196,14 @@ class SAPPageStore(BasePydanticVectorStore):
         Every node is read before anything is written: an unreadable one fails the call
         (``sap_rag.UnreadableInputError`` naming it) and leaves the index as it was.
         """
-        check_keywords("SAPPageStore.add", add_kwargs, ())
+        _ignored("add", add_kwargs)
         nodes = list(nodes)
         known = self._pages([n.node_id for n in nodes])
         new = [n for n, hit in zip(nodes, known) if hit is None]
         page_of: dict[str, str] = {}
         if new:
             loaded = load_batches(new)
-            index = self._writable("add")
+            index = self._writable("add", encodes=True)
             for item, info in zip(loaded, write_all(index, loaded)):
                 pages = list(info.page_ids)
                 for at, inputs in enumerate(item.inputs):
@@ -210,7 +217,7 @@ class SAPPageStore(BasePydanticVectorStore):
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         """Remove the pages indexed from the LlamaIndex document ``ref_doc_id`` (a file's pages go together)."""
-        check_keywords("SAPPageStore.delete", delete_kwargs, ())
+        _ignored("delete", delete_kwargs)
         if docs_by_ref(self._index, [ref_doc_id])[ref_doc_id]:  # opened for writing only when needed
             delete_ref_docs(self._writable("delete"), [ref_doc_id])
 
@@ -221,7 +228,7 @@ class SAPPageStore(BasePydanticVectorStore):
         self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None, **delete_kwargs: Any
     ) -> None:
         """Remove pages by page id and/or filter (both given: the pages matching both)."""
-        check_keywords("SAPPageStore.delete_nodes", delete_kwargs, ())
+        _ignored("delete_nodes", delete_kwargs)
         if node_ids is None and filters is None:
             raise InvalidInputError("SAPPageStore.delete_nodes: give node_ids and/or filters (clear() removes all)")
         page_ids = [hit.page_id for hit in self._select(node_ids, filters)]
@@ -251,7 +258,7 @@ class SAPPageStore(BasePydanticVectorStore):
     ) -> list[BaseNode]:
         """Pages by page id and/or filter (both: those matching both; neither: every page), as
         ``ImageNode``s; ids that are not pages of the index are left out."""
-        check_keywords("SAPPageStore.get_nodes", kwargs, ())
+        _ignored("get_nodes", kwargs)
         return page_nodes(self._index, self._select(node_ids, filters))
 
     async def aget_nodes(
@@ -337,6 +344,13 @@ class SAPPageStore(BasePydanticVectorStore):
             return [hit for hit in hits if hit.page_id in matching]
         hits = self._filtered(to_index_filter(filters))
         return sorted(hits, key=lambda hit: (hit.doc_id, hit.page_number))
+
+
+def _ignored(method: str, kwargs: dict[str, Any]) -> None:
+    """LlamaIndex passes its callers' extra keywords on to a vector store's writes (``insert_kwargs``);
+    like other stores, this one has no use for them."""
+    if kwargs:
+        logger.debug("SAPPageStore.%s: ignoring keywords %s", method, sorted(kwargs))
 
 
 def _is_page_id(value: Any) -> bool:
