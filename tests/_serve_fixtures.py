@@ -1,7 +1,10 @@
-"""Shared helpers for the server tests: a real uvicorn server on a free loopback port, and the sample index.
+"""Shared helpers for the server, MCP and web tests: a real uvicorn server on a free loopback port, the sample index.
 
 The sample index (the three sample PDFs, toy model) is built once per test process and copied for
-each module that serves it, so every module starts from the same, known index.
+each module that serves it, so every module starts from the same, known index. Modules that only
+read, or that undo what they add, share one live server (``shared_live``, no API key, MCP on):
+import the fixtures (``from _serve_fixtures import shared_index, shared_live``). Fixtures imported
+into several modules get one definition per module, so the objects are cached here, per process.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import make_page
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +34,7 @@ QUESTIONS = {
 }
 
 _BUILT: dict[int, Path] = {}
+_SHARED: dict[str, Any] = {"users": 0}
 
 
 def free_port() -> int:
@@ -44,12 +49,39 @@ def sample_index(encoder: Any, base: Path) -> Path:
     key = id(encoder)
     if key not in _BUILT:
         from sap_rag import SAPIndex
+        from sap_rag.encoders.compiled import remember_queries
 
-        path = base / "sample-index"
+        path = base / f"sample-index-{len(_BUILT)}"
         with SAPIndex.create(path, encoder=encoder) as index:
             index.add_documents(SAMPLE_PDFS)
+        remember_queries(encoder)  # as `sap-rag index` leaves it: a `sap-rag mcp` process starts the same way
         _BUILT[key] = path
     return _BUILT[key]
+
+
+@pytest.fixture(scope="session")
+def shared_index(toy_encoder, tmp_path_factory) -> Path:
+    """The sample index built with the toy encoder (closed; never write to it: copy it with :func:`copy_index`)."""
+    return sample_index(toy_encoder, tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
+def shared_live(toy_encoder, shared_index, tmp_path_factory):
+    """One live server for the whole session over a copy of the sample index: default config (no API key,
+    loopback only), MCP at ``/mcp``. Tests using it must leave the index as they found it."""
+    if "live" not in _SHARED:
+        from sap_rag import SAPIndex
+        from sap_rag.serve import create_app
+
+        index = SAPIndex.open(copy_index(shared_index, tmp_path_factory.mktemp("shared") / "i"), encoder=toy_encoder)
+        _SHARED["index"] = index
+        _SHARED["live"] = LiveServer(create_app(index, encoder=toy_encoder))
+    _SHARED["users"] += 1
+    yield _SHARED["live"]
+    _SHARED["users"] -= 1
+    if _SHARED["users"] == 0:
+        _SHARED.pop("live").stop()
+        _SHARED.pop("index").close()
 
 
 def copy_index(source: Path, target: Path) -> Path:

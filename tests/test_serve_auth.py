@@ -166,6 +166,9 @@ def test_serve_refuses_a_public_host_without_a_key(tmp_path):
     assert result.returncode == 1 and "at least 8 characters" in result.stderr and "short" not in result.stderr
     result = run_cli("serve", "--index", str(tmp_path / "idx"), "--allow-folder", str(tmp_path / "nope"))
     assert result.returncode == 1 and "no such folder" in result.stderr
+    result = run_cli("serve", "--index", str(tmp_path / "idx"), "--allowed-host", "search.example.org")
+    assert result.returncode == 1 and "need an API key" in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "idx").exists()
 
 
 def test_loopback_hosts():

@@ -80,6 +80,19 @@ def test_health_info_and_docs(http):
     assert http.get("/docs").status_code == 200
 
 
+def test_api_docs_load_their_scripts_from_the_server(http):
+    pytest.importorskip("fastapi_offline")
+    import re
+
+    for page, kinds in (("/docs", ("swagger-ui-bundle.js", "swagger-ui.css")), ("/redoc", ("redoc.standalone.js",))):
+        html = http.get(page).text
+        urls = re.findall(r"""(?:src|href)=["']([^"']+\.(?:js|css))["']""", html)
+        assert urls and all(u.startswith("/") for u in urls), urls  # nothing from a CDN
+        for url in urls:
+            assert http.get(url).status_code == 200, url
+        assert all(any(u.endswith(k) for u in urls) for k in kinds), urls
+
+
 def test_search_finds_the_answering_page(http):
     for question, (filename, page) in QUESTIONS.items():
         response = http.post("/search", json={"query": question, "k": 3, "snippet": 20})

@@ -23,12 +23,13 @@ httpx = pytest.importorskip("httpx")
 TOY = ROOT / "models" / "sap-rag-toy-colqwen2"
 
 
-def start(index: Path, log: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+def start(index: Path, log: Path, *extra: str, tmp: Path | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     code = "import sys; from sap_rag.cli import main; sys.exit(main())"
     args = [sys.executable, "-c", code, "serve", "--index", str(index), "--port", str(port), "--no-mcp", *extra]
     with open(log, "ab") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        env = dict(os.environ, TMPDIR=str(tmp)) if tmp is not None else None
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -48,13 +49,14 @@ def test_acknowledged_documents_survive_kill_9(tmp_path):
     from sap_rag import SAPIndex
     from sap_rag.ingest import content_id
 
-    index, log = tmp_path / "idx", tmp_path / "server.log"
+    index, log, tmp = tmp_path / "idx", tmp_path / "server.log", tmp_path / "tmp"
+    tmp.mkdir()  # the servers' temporary folder: where uploads stream to, and a killed server leaves them
     first = {"p0.png": png_bytes(400)}
     bulk = {f"scan{i}.tiff": tiff_bytes([500 + 10 * i + j for j in range(3)]) for i in range(5)}
     expected_pages = {content_id(data): 1 for data in first.values()} | {content_id(d): 3 for d in bulk.values()}
 
     started = time.monotonic()
-    process, url = start(index, log, "--model", str(TOY))
+    process, url = start(index, log, "--model", str(TOY), tmp=tmp)
     print(f"first start: {time.monotonic() - started:.1f} s")
     acknowledged: dict[str, int] = {}
     try:
@@ -78,9 +80,12 @@ def test_acknowledged_documents_survive_kill_9(tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
+    left = list(tmp.glob(f"sap-rag-upload-{process.pid}-*"))
+    assert len(left) == 1 and any(left[0].rglob("*.tiff")), left  # the killed job's files stayed behind
 
     started = time.monotonic()
-    process, url = start(index, log)
+    process, url = start(index, log, tmp=tmp)
+    assert not left[0].exists()  # ...until the next start removed them (their owner is gone)
     print(f"restart: {time.monotonic() - started:.1f} s")
     try:
         with httpx.Client(base_url=url, timeout=60) as http:

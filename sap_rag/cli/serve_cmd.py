@@ -46,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
   sap-rag serve --index ./idx --model models/sap-rag-toy-colqwen2 --port 8080
   SAP_RAG_API_KEY=$(openssl rand -hex 24) sap-rag serve --index ./idx --host 0.0.0.0
   sap-rag serve --index ./idx --allow-folder /data/reports      # POST /documents/from-path may read it
+  SAP_RAG_API_KEY=... sap-rag serve --index ./idx --host 0.0.0.0 --allowed-host search.example.org
 
 The API key: --api-key KEY or ${API_KEY_ENV} (prefer the variable: a command line shows in 'ps').
 Clients send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'. Put TLS in a reverse proxy in front.""",
@@ -65,6 +66,14 @@ Clients send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'. Put TLS in a rever
         type=Path,
         metavar="DIR",
         help="a server-side folder POST /documents/from-path may read (repeatable; none by default)",
+    )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a Host name clients reach the server by: NAME, NAME:PORT or *.DOMAIN (repeatable; needs an API key "
+        "for names other than 127.0.0.1, localhost, [::1]; default: any with a key, only those without one)",
     )
     for option, _, text, _unit in _LIMITS:
         p.add_argument(option, type=positive_int(option), help=text)
@@ -100,6 +109,7 @@ def _config(args: argparse.Namespace, api_key: str | None):
     return ServeConfig(
         api_key=api_key or None,
         allowed_folders=tuple(args.allow_folder),
+        allowed_hosts=tuple(args.allowed_host) if args.allowed_host else None,
         max_wait_ms=args.max_wait_ms,
         **limits,
     )
@@ -146,7 +156,7 @@ def run_serve(args: argparse.Namespace) -> int:
     app = create_app(index, config=config, mcp=not args.no_mcp)
     app.state.service._owns_index = True  # the server closes the index on shutdown
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    auth = "API key required" if config.api_key else "no API key: loopback only"
+    auth = "API key required" if config.api_key else "no API key: loopback only, Host 127.0.0.1/localhost/[::1]"
     print(f"sap-rag serving {args.index} on http://{shown}:{args.port} ({auth}); API docs at /docs", flush=True)
     uvicorn.run(
         app,

@@ -22,7 +22,9 @@ from .auth import ApiKeyMiddleware
 from .config import ServeConfig
 from .errors import LimitExceededError, error_body, one_line
 from .routes import api_router
+from .security import HostOriginMiddleware
 from .service import IndexService
+from .uploads import remove_stale_uploads
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +78,6 @@ def create_app(
     The app's ``state.service`` is the :class:`IndexService`; ``state.lifespan_hooks`` is a list of
     ``() -> async context manager`` entered while the app runs (the MCP session manager uses it).
     """
-    from fastapi import FastAPI
-
     config = config or ServeConfig()
     owns = isinstance(index, (str, os.PathLike))
     if owns:
@@ -85,6 +85,7 @@ def create_app(
 
         index = SAPIndex.open(index, encoder=encoder)
     service = IndexService(index, encoder=encoder, config=config, owns_index=owns)
+    remove_stale_uploads()  # what a server killed mid-upload left in the temporary folder
     hooks: list[Callable[[], Any]] = []
 
     @contextlib.asynccontextmanager
@@ -101,7 +102,7 @@ def create_app(
 
     from .. import __version__
 
-    app = FastAPI(
+    app = _fastapi_class()(
         title="sap-rag",
         version=__version__,
         description="Visual-document retrieval with Structural Anchor Pruning: search pages by text or image, "
@@ -120,7 +121,22 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_json_bytes=MAX_JSON_BYTES)
     if config.api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=config.api_key)
+    # Outermost: a forged Host or a cross-site POST is refused before anything else reads the request.
+    app.add_middleware(HostOriginMiddleware, allowed_hosts=config.host_check())
     return app
+
+
+def _fastapi_class() -> Callable[..., Any]:
+    """``FastAPIOffline`` when the ``fastapi-offline`` package is there (``/docs`` and ``/redoc`` then load
+    their scripts from this server, so they work offline), else ``FastAPI`` (whose pages load them from a CDN)."""
+    try:
+        from fastapi_offline import FastAPIOffline
+    except ImportError:
+        from fastapi import FastAPI
+
+        logger.info("/docs and /redoc load Swagger UI and ReDoc from a CDN: pip install fastapi-offline to serve them")
+        return FastAPI
+    return FastAPIOffline
 
 
 def _install_errors(app: Any) -> None:

@@ -41,9 +41,13 @@ def key_matches(given: bytes | None, expected: bytes) -> bool:
     return given is not None and hmac.compare_digest(given, expected)
 
 
+OPEN_PREFIXES = ("/static/", "/static-offline-docs/")
+"""Folders of plain files served without the key: the web page's, and the API docs' scripts (fastapi-offline)."""
+
+
 def is_open(path: str) -> bool:
-    """Paths served without the key: health, the web page and its static files."""
-    return path in OPEN_PATHS or path == "/" or path.startswith("/static/")
+    """Paths served without the key: health, the web page and its static files, the API docs' scripts."""
+    return path in OPEN_PATHS or path == "/" or path.startswith(OPEN_PREFIXES)
 
 
 class ApiKeyMiddleware:

@@ -59,6 +59,9 @@ class ServeConfig:
         search_timeout_s: longest a request waits for its search before answering 503.
         allowed_folders: server-side folders ``POST /documents/from-path`` may read (none by default).
         keep_jobs: finished jobs remembered for ``GET /jobs/{id}``.
+        allowed_hosts: ``Host`` header names the server answers to (``name``, ``name:port``, ``*.domain``,
+            ``*``); None: any host with an API key, only loopback names (``127.0.0.1``, ``localhost``,
+            ``[::1]``) without one, which stops DNS rebinding. Other names need an API key.
     """
 
     api_key: str | None = field(default=None, repr=False)
@@ -79,6 +82,7 @@ class ServeConfig:
     search_timeout_s: float = 120.0
     allowed_folders: tuple[Path, ...] = ()
     keep_jobs: int = 1_000
+    allowed_hosts: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -98,10 +102,39 @@ class ServeConfig:
                 raise InvalidInputError(f"allowed folder {os.fsdecode(folder)!r} is not a folder")
             folders.append(path)
         object.__setattr__(self, "allowed_folders", tuple(folders))
+        if self.allowed_hosts is not None:
+            self._check_hosts()
+
+    def _check_hosts(self) -> None:
+        from .security import LOOPBACK_NAMES, split_host
+
+        if isinstance(self.allowed_hosts, str):
+            raise InvalidInputError("ServeConfig.allowed_hosts must be a list of host names, not one string")
+        hosts = tuple(str(h).strip().lower() for h in self.allowed_hosts)
+        for host in hosts:
+            name, port = split_host(host)
+            if not name or (port and not port.isdigit()) or any(ch in host for ch in "/@ \t,"):
+                raise InvalidInputError(
+                    f"allowed host {host!r} is not a host name: give 'name', 'name:port', '*.domain' or '*'"
+                )
+        if self.api_key is None and any(split_host(h)[0] not in LOOPBACK_NAMES for h in hosts):
+            raise InvalidInputError(
+                "allowed hosts other than 127.0.0.1, localhost and [::1] need an API key: without one, a web page "
+                "elsewhere could reach this server by DNS rebinding; set an API key or drop those hosts"
+            )
+        object.__setattr__(self, "allowed_hosts", hosts)
+
+    def host_check(self) -> tuple[str, ...] | None:
+        """The ``Host`` names the server answers to (None: any); loopback only when there is no API key."""
+        from .security import LOOPBACK_NAMES
+
+        if self.allowed_hosts is not None:
+            return self.allowed_hosts
+        return LOOPBACK_NAMES if self.api_key is None else None
 
     def limits(self) -> dict[str, Any]:
         """The limits a client may want to know (everything but the key and the folders)."""
-        hidden = {"api_key", "allowed_folders"}
+        hidden = {"api_key", "allowed_folders", "allowed_hosts"}
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in hidden}
         out["auth"] = self.api_key is not None
         out["from_path"] = bool(self.allowed_folders)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
+import stat
 import tempfile
 import unicodedata
 from dataclasses import dataclass, field
@@ -21,7 +23,11 @@ from .errors import LimitExceededError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["UploadedFile", "Uploads", "private_dir", "receive_multipart", "safe_name"]
+__all__ = ["UploadedFile", "Uploads", "private_dir", "receive_multipart", "remove_stale_uploads", "safe_name"]
+
+UPLOAD_PREFIX = "sap-rag-upload-"
+"""Upload folders are ``{UPLOAD_PREFIX}{owner pid}-{random}`` in the temporary folder."""
+_STALE = re.compile(re.escape(UPLOAD_PREFIX) + r"([1-9][0-9]{0,9})-[A-Za-z0-9_]+")
 
 MAX_FIELD_BYTES = 64 * 1024
 """Largest plain form field (metadata JSON, a filter)."""
@@ -52,9 +58,65 @@ class Uploads:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def private_dir(prefix: str = "sap-rag-upload-") -> Path:
-    """A new folder only this user can read (``tempfile.mkdtemp`` makes it mode 0700)."""
-    return Path(tempfile.mkdtemp(prefix=prefix))
+def private_dir(prefix: str = UPLOAD_PREFIX) -> Path:
+    """A new folder only this user can read (``tempfile.mkdtemp`` makes it mode 0700), named after this
+    process (``{prefix}{pid}-{random}``) so a later server can tell it was left by a killed one."""
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process (EPERM) or the question could not be asked: keep its folder
+        return True
+    return True
+
+
+def remove_stale_uploads(root: str | os.PathLike | None = None) -> int:
+    """Remove upload folders left in ``root`` (default: the temporary folder) by a server that was killed.
+
+    A folder is removed only when it is a real folder (not a link), owned by this user, named
+    ``sap-rag-upload-{pid}-...``, and no process ``pid`` exists any more; a live server's folder and
+    anything else are left alone. Removal never follows links (``shutil.rmtree`` works on file
+    descriptors on Linux). If the pid was reused by an unrelated process, the folder is kept (the safe side).
+
+    Returns:
+        How many folders were removed.
+    """
+    if os.name != "posix":  # os.kill(pid, 0) would end the process on Windows; there is no safe check
+        return 0
+    root = Path(root if root is not None else tempfile.gettempdir())
+    removed = 0
+    try:
+        entries = list(os.scandir(root))
+    except OSError as exc:
+        logger.warning("could not look for stale uploads in %s: %s", root, exc)
+        return 0
+    for entry in entries:
+        match = _STALE.fullmatch(entry.name)
+        if match is None:
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or _process_alive(int(match.group(1))):
+            continue
+        try:
+            shutil.rmtree(entry.path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            logger.warning("could not remove the stale upload folder %s: %s", entry.path, exc)
+            continue
+        removed += 1
+    if removed:
+        logger.info("removed %d upload folder(s) left by a server that was stopped mid-upload", removed)
+    return removed
 
 
 def safe_name(raw: str) -> str:
