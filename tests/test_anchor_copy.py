@@ -16,6 +16,7 @@ import torch
 from _index_utils import brute_force, random_corpus, random_page
 
 from sap_rag import SAPIndex
+from sap_rag.errors import InvalidInputError
 from sap_rag.index import anchor_copy
 from sap_rag.index.anchor_copy import COPY_NAME, DERIVED_DIR, ensure_copy, open_copy, search_copy
 
@@ -186,6 +187,7 @@ _CHILD = """
 import sys, time
 from pathlib import Path
 from sap_rag import SAPIndex
+from sap_rag.errors import InvalidInputError
 from sap_rag.index import anchor_copy
 anchor_copy._READ_BATCH = 2
 index = SAPIndex.open(sys.argv[1])
@@ -236,3 +238,24 @@ def test_sigkill_during_rebuild_loses_nothing(built, tmp_path: Path):
     finally:
         reopened.close()
     assert anchor_copy._READ_BATCH > 2
+
+
+def test_search_batch_scan_copy_is_exact_and_follows_writes(built):
+    index, corpus = built
+    queries = _queries(8, 9)
+    for query, hits in zip(queries, index.search_batch(queries, 6, two_stage=False, scan="copy"), strict=True):
+        _same([(h.doc_id, h.page_number, h.score) for h in hits], brute_force(query, corpus, "float16"), 6)
+        assert hits[0].num_query_tokens == len(query)
+    assert index._anchor_copy is not None and (index.path / DERIVED_DIR / COPY_NAME).is_file()
+    index.delete("doc-5")
+    corpus.pop("doc-5")
+    # auto with a batch: the (rebuilt) copy; one query: the engine; a filter: the engine; all exact
+    for mode, batch in (("auto", queries), ("copy", queries[:1]), ("auto", queries[:1]), ("engine", queries)):
+        for query, hits in zip(batch, index.search_batch(batch, 6, two_stage=False, scan=mode), strict=True):
+            _same([(h.doc_id, h.page_number, h.score) for h in hits], brute_force(query, corpus, "float16"), 6)
+    hits = index.search_batch(queries, 4, two_stage=False, scan="copy", filter={"doc_id": ["doc-1", "doc-6"]})
+    for query, got in zip(queries, hits, strict=True):
+        keep = lambda d, p: d in ("doc-1", "doc-6")  # noqa: E731
+        _same([(h.doc_id, h.page_number, h.score) for h in got], brute_force(query, corpus, "float16", keep=keep), 4)
+    with pytest.raises(InvalidInputError, match="scan must be one of"):
+        index.search(queries[0], 3, scan="gpu")

@@ -228,4 +228,5 @@ class SAPIndex(IndexReads, IndexWrites):
             if self._closed:
                 return
             self._closed = True
+            self._anchor_copy = None  # drop the memory map of the anchor copy
             self._finalizer()

@@ -13,9 +13,13 @@ __all__ = [
     "DEFAULT_MEAN_PREFETCH",
     "DEFAULT_POOLED_VECTORS",
     "DEFAULT_PREFETCH",
+    "DEFAULT_SCAN",
     "DEFAULT_TWO_STAGE_THRESHOLD",
+    "SCAN_AUTO_MIN_BATCH",
+    "ScanMode",
     "StorageType",
     "TwoStageMode",
+    "parse_scan",
     "parse_two_stage",
 ]
 
@@ -92,3 +96,39 @@ def parse_two_stage(value: Any) -> TwoStageMode:
         return TwoStageMode(value)
     except ValueError:
         raise InvalidInputError(f"two_stage must be True, False or 'auto', got {value!r}") from None
+
+
+DEFAULT_SCAN = "engine"
+"""Where exact (one-stage) searches scan, unless the manifest's ``two_stage["scan"]`` or the call says
+otherwise. The engine: measured on this project's shared 2-core machine (bench/scale.py), the copy
+won only for batches, lost one query at a time, and is rebuilt whole after every write."""
+
+SCAN_AUTO_MIN_BATCH = 8
+"""``scan="auto"`` uses the anchor copy for batches of at least this many queries."""
+
+
+class ScanMode(str, Enum):
+    """Where an exact (one-stage, unfiltered) search computes MaxSim over every page.
+
+    - ``engine``: the engine's own scan (one pass per query).
+    - ``copy``: a derived, memory-mapped copy of the anchors inside the index
+      (``derived/anchors.bin``, see :mod:`sap_rag.index.anchor_copy`), scanned once per batch of
+      queries on all of torch's threads; built on first use, rebuilt after any change, never used
+      stale; where it cannot be used (a read-only open of a stale copy, a filter) the engine scans.
+    - ``auto``: the copy for batches of at least ``SCAN_AUTO_MIN_BATCH`` queries on the embedded
+      engine (where sharing one pass pays), else the engine.
+
+    Results are the same (float32 MaxSim; ranking identical ties aside).
+    """
+
+    AUTO = "auto"
+    ENGINE = "engine"
+    COPY = "copy"
+
+
+def parse_scan(value: str | ScanMode) -> ScanMode:
+    """A :class:`ScanMode` from its name, with a clear error otherwise."""
+    try:
+        return ScanMode(value)
+    except ValueError:
+        raise InvalidInputError(f"scan must be one of 'auto', 'engine' or 'copy', got {value!r}") from None

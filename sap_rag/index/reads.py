@@ -7,11 +7,21 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import InvalidInputError
+from .anchor_copy import AnchorCopy, ensure_copy, search_copy
 from .backends.base import QuerySpec, ScoredPoint
 from .checks import check_queries, check_sequence, positive_int
 from .errors import DocumentNotFoundError
 from .filters import parse_filter
-from .options import DEFAULT_COARSE, DEFAULT_EXACT_PREFETCH_MAX_PAGES, TwoStageMode, parse_two_stage
+from .options import (
+    DEFAULT_COARSE,
+    DEFAULT_EXACT_PREFETCH_MAX_PAGES,
+    DEFAULT_SCAN,
+    SCAN_AUTO_MIN_BATCH,
+    ScanMode,
+    TwoStageMode,
+    parse_scan,
+    parse_two_stage,
+)
 from .registry import DocumentRecord, page_point_id
 from .results import DocumentInfo, IndexCheck, IndexStats, SearchHit, parse_page_id
 from .state import IndexState, id_list
@@ -22,6 +32,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["IndexReads"]
 
 _QUERY_BATCH = 64
+_SCAN_BATCH = 64
+"""Queries sharing one pass over the anchor copy (their tokens are one matmul operand)."""
 
 
 class IndexReads(IndexState):
@@ -36,6 +48,7 @@ class IndexReads(IndexState):
         two_stage: bool | str | None = None,
         prefetch: int | None = None,
         coarse: int | None = None,
+        scan: str | None = None,
     ) -> list[SearchHit]:
         """The ``k`` pages with the highest MaxSim against ``query``, best first.
 
@@ -50,10 +63,14 @@ class IndexReads(IndexState):
             two_stage: override the index's setting: True, False or ``"auto"``.
             prefetch: override how many candidates the exact MaxSim stage reranks.
             coarse: override how many candidates the first stage keeps (at least ``prefetch``).
+            scan: where an exact, unfiltered search scans: ``"auto"``, ``"engine"`` or ``"copy"``
+                (see :class:`~sap_rag.index.options.ScanMode`); same results either way.
         """
         if isinstance(query, (list, tuple)) and query and isinstance(query[0], str):
             raise InvalidInputError("search takes one query; use search_batch for a list of queries")
-        return self.search_batch([query], k, filter=filter, two_stage=two_stage, prefetch=prefetch, coarse=coarse)[0]
+        return self.search_batch(
+            [query], k, filter=filter, two_stage=two_stage, prefetch=prefetch, coarse=coarse, scan=scan
+        )[0]
 
     def search_batch(
         self,
@@ -65,12 +82,16 @@ class IndexReads(IndexState):
         prefetch: int | None = None,
         coarse: int | None = None,
         show_progress: bool = False,
+        scan: str | None = None,
     ) -> list[list[SearchHit]]:
-        """:meth:`search` for many queries (strings, images and/or ``(n_tokens, dim)`` embeddings) at once."""
+        """:meth:`search` for many queries (strings, images and/or ``(n_tokens, dim)`` embeddings) at once.
+
+        Exact searches over the anchor copy (``scan``) share one pass over the anchors among the batch."""
         self._check_open()
         items = check_queries(check_sequence(queries, "queries"))
         k = positive_int(k, "k")
         conditions = parse_filter(filter)
+        mode = parse_scan(self.manifest.two_stage.get("scan", DEFAULT_SCAN) if scan is None else scan)
         depth = self._prefetch_depth(two_stage, prefetch, k)
         first = self._coarse_depth(coarse, depth)
         vectors = [to_storage(v, self.storage) for v in self._pipeline.query_vectors(items, show_progress)]
@@ -81,6 +102,13 @@ class IndexReads(IndexState):
         with self._open():
             if not self.read_only:
                 self._store.ensure_recovered()
+            copy = self._scan_copy(mode, len(vectors)) if depth is None and not conditions else None
+            if copy is not None:
+                for start in range(0, len(vectors), _SCAN_BATCH):
+                    part = vectors[start : start + _SCAN_BATCH]
+                    for v, hits in zip(part, search_copy(copy, self.backend, part, k), strict=True):
+                        out.append([self._hit(p, int(v.shape[0])) for p in hits])
+                return out
             for start in range(0, len(specs), _QUERY_BATCH):
                 for hits in self.backend.query(specs[start : start + _QUERY_BATCH]):
                     tokens = int(specs[len(out)].vectors.shape[0])
@@ -154,6 +182,21 @@ class IndexReads(IndexState):
         """
         with self._open(write=repair):
             return self._store.check(repair=repair)
+
+    def _scan_copy(self, mode: ScanMode, queries: int) -> AnchorCopy | None:
+        """The fresh anchor copy to scan under ``mode`` (rebuilt here where stale and writable), or
+        None: scan through the engine."""
+        if mode is ScanMode.ENGINE:
+            return None
+        if mode is ScanMode.AUTO and (self.backend.kind != "edge" or queries < SCAN_AUTO_MIN_BATCH):
+            return None
+        copy = self._anchor_copy
+        if copy is None or not copy.fresh(self._registry):
+            copy = ensure_copy(
+                self.path, self._registry, self.backend, self.manifest.dim, self.storage, read_only=self.read_only
+            )
+            self._anchor_copy = copy
+        return copy
 
     def _prefetch_depth(self, two_stage: bool | str | None, prefetch: int | None, k: int) -> int | None:
         settings = self.manifest.two_stage

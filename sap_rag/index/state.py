@@ -28,6 +28,7 @@ from .store import PageStore
 if TYPE_CHECKING:
     from ..encoders.encoder import PageEncoder
     from ..pruning.base import Pruner
+    from .anchor_copy import AnchorCopy
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class IndexState:
         self._closed = False
         self._created: Created | None = None  # what SAPIndex.create made (for discard_new)
         self.read_only = lock.shared
+        self._anchor_copy: AnchorCopy | None = None  # see IndexReads._scan_copy
         # Releases the engine and the lock when this object is collected or the process exits,
         # without close(). It must not refer to self, or self would never be collected.
         self._finalizer = weakref.finalize(self, release, store, lock)
