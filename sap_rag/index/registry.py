@@ -297,8 +297,8 @@ class Registry:
                     (old.gen, old.doc_id, old.span),
                 )
             db.execute(
-                "INSERT INTO documents(doc_id, gen, num_pages, num_vectors, images, metadata, added_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO documents(doc_id, gen, num_pages, num_vectors, images, metadata, added_at, pages) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.doc_id,
                     record.gen,
@@ -307,8 +307,11 @@ class Registry:
                     json.dumps(record.images),
                     json.dumps(record.metadata, sort_keys=True),
                     record.added_at or time.time(),
+                    None if record.pages is None else json.dumps(list(record.pages)),
                 ),
             )
+            if record.pages is not None:  # page numbers with gaps: older sap-rag cannot read this registry
+                self._set_meta("schema_version", str(_PARTIAL_SCHEMA_VERSION))
             db.executemany(
                 "INSERT INTO image_refs(name, doc_id) VALUES (?, ?)",
                 [(name, record.doc_id) for name in dict.fromkeys(n for n in record.images if n)],

@@ -106,14 +106,26 @@ class PageStore:
     # --- writes -----------------------------------------------------------------------------
 
     def write(
-        self, doc_id: str, pages: Sequence[StagedPage], metadata: dict[str, Any], *, show_progress: bool = False
+        self,
+        doc_id: str,
+        pages: Sequence[StagedPage],
+        metadata: dict[str, Any],
+        *,
+        numbers: Sequence[int] | None = None,
+        show_progress: bool = False,
     ) -> DocumentRecord:
-        """Store (or replace) one document, all or nothing; return its committed record."""
+        """Store (or replace) one document, all or nothing; return its committed record.
+
+        ``numbers``: the pages' 1-based page numbers (increasing; gaps allowed, e.g. ``[2]`` for the
+        second page of a file alone); None: ``1..len(pages)``.
+        """
         if not pages:
             # Never commit a document without pages: it would count as indexed and hide the file.
             raise InvalidInputError(f"document {doc_id!r} has no pages to store")
+        numbers = list(range(1, len(pages) + 1)) if numbers is None else list(numbers)
+        span = numbers[-1]
         self.ensure_recovered()
-        gen = self.registry.begin(doc_id, len(pages))
+        gen = self.registry.begin(doc_id, span)
         created: list[str] = []
         try:
             names: list[str | None] = [None] * len(pages)
@@ -123,7 +135,7 @@ class PageStore:
                         names[i], new = self.images.put(page.source, page.image)
                         if new:
                             created.append(names[i])
-            ids = point_ids(gen, len(pages))
+            ids = [page_point_id(gen, n) for n in numbers]
             with progress(total=len(pages), desc=f"indexing {doc_id}", unit="page", enabled=show_progress) as bar:
                 for start in range(0, len(pages), UPSERT_BATCH):
                     stop = min(start + UPSERT_BATCH, len(pages))
@@ -135,7 +147,7 @@ class PageStore:
                                 pages[i].summary,
                                 {
                                     "doc_id": doc_id,
-                                    "page_number": i + 1,
+                                    "page_number": numbers[i],
                                     "gen": gen,
                                     "image": names[i],
                                     "metadata": metadata,
@@ -149,18 +161,22 @@ class PageStore:
                     )
                     bar.update(stop - start)
             self.backend.flush()
+            by_number: list[str | None] = [None] * span
+            for number, name in zip(numbers, names):
+                by_number[number - 1] = name
             record = DocumentRecord(
                 doc_id=doc_id,
                 gen=gen,
                 num_pages=len(pages),
                 num_vectors=sum(int(p.anchors.shape[0]) for p in pages),
-                images=names,
+                images=by_number,
                 metadata=metadata,
                 added_at=time.time(),
+                pages=None if span == len(pages) else numbers,
             )
             old = self.registry.commit(record)
         except BaseException:
-            self._rollback(gen, len(pages), created)
+            self._rollback(gen, span, created)
             raise
         self.pages += record.num_pages - (old.num_pages if old else 0)
         if old is not None:

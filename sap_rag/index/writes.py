@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..errors import InvalidInputError
 from ..pipeline import PreparedPage, page_texts
 from .checks import check_doc_id, check_sequence, positive_int
 from .errors import DocumentNotFoundError
@@ -21,7 +22,30 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IndexWrites"]
+__all__ = ["IndexWrites", "check_page_numbers"]
+
+
+def check_page_numbers(numbers: Sequence[int] | None, count: int) -> list[int] | None:
+    """``page_numbers`` as given to ``add_images``/``add_pages``: None, or ``count`` increasing ints >= 1.
+
+    >>> check_page_numbers([2, 5], 2), check_page_numbers(None, 3)
+    ([2, 5], None)
+    """
+    if numbers is None:
+        return None
+    if isinstance(numbers, (str, bytes)) or not isinstance(numbers, Sequence):
+        raise InvalidInputError(f"page_numbers must be a list of page numbers, got {type(numbers).__name__}")
+    values = list(numbers)
+    if len(values) != count:
+        raise InvalidInputError(f"got {count} pages but {len(values)} page_numbers; give one number per page")
+    for i, n in enumerate(values):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InvalidInputError(f"page_numbers[{i}] must be a page number >= 1 (1 is the first page), got {n!r}")
+        if i and n <= values[i - 1]:
+            raise InvalidInputError(
+                f"page_numbers must increase (the pages in file order, each once), got {values[i - 1]} then {n}"
+            )
+    return values
 
 
 class IndexWrites(IndexState):
@@ -34,6 +58,7 @@ class IndexWrites(IndexState):
         metadata: Mapping[str, Any] | None = None,
         *,
         texts: Sequence[str | None] | None = None,
+        page_numbers: Sequence[int] | None = None,
         batch_size: int | None = None,
         show_progress: bool = False,
     ) -> DocumentInfo:
@@ -48,6 +73,8 @@ class IndexWrites(IndexState):
             metadata: JSON data kept with every page and usable in search filters.
             texts: per page, its text (e.g. from OCR or a text layer), returned as ``hit.text``;
                 None or empty entries (or no list) get a label such as ``"page 3 of report.pdf"``.
+            page_numbers: per page, its 1-based number in the file (increasing, gaps allowed:
+                ``[2]`` stores page 2 of a file alone, cited and filtered as page 2); default ``1..n``.
             batch_size: pages per encoder forward pass (a positive integer; default: the encoder's).
             show_progress: show progress bars.
 
@@ -60,11 +87,12 @@ class IndexWrites(IndexState):
         sources = check_sequence(images, "images")
         if batch_size is not None:
             batch_size = positive_int(batch_size, "batch_size")
-        names = page_texts(texts, len(sources), label_name(doc_id, metadata))
+        numbers = check_page_numbers(page_numbers, len(sources))
+        names = page_texts(texts, len(sources), label_name(doc_id, metadata), numbers)
         prepared = self._pipeline.prepare_images(
             sources, doc_id, names, batch_size=batch_size, show_progress=show_progress
         )
-        return self._write(doc_id, prepared, metadata, show_progress)
+        return self._write(doc_id, prepared, metadata, show_progress, numbers)
 
     def add_documents(self, paths: Any, **options: Any) -> AddReport:
         """Index PDFs and images from files and folders; see :func:`sap_rag.index.documents.add_documents`.
@@ -85,6 +113,7 @@ class IndexWrites(IndexState):
         *,
         images: Sequence[Any] | None = None,
         texts: Sequence[str | None] | None = None,
+        page_numbers: Sequence[int] | None = None,
         show_progress: bool = False,
     ) -> DocumentInfo:
         """Store precomputed pages of one document, all or nothing (no model needed).
@@ -97,16 +126,18 @@ class IndexWrites(IndexState):
             metadata: JSON data kept with every page and usable in search filters.
             images: optional page images (one per page) to keep in the index.
             texts: optional page texts (one per page; see :meth:`add_images`).
+            page_numbers: the pages' 1-based numbers in the file (see :meth:`add_images`).
             show_progress: show a progress bar.
         """
         self._check_open(write=True)
         doc_id = check_doc_id(doc_id)
         metadata = validate_metadata(metadata)
         items = check_sequence(pages, "pages")
-        names = page_texts(texts, len(items), label_name(doc_id, metadata))
+        numbers = check_page_numbers(page_numbers, len(items))
+        names = page_texts(texts, len(items), label_name(doc_id, metadata), numbers)
         sources = check_sequence(images, "images") if images is not None else None
         prepared = self._pipeline.prepare_pages(items, doc_id, names, sources)
-        return self._write(doc_id, prepared, metadata, show_progress)
+        return self._write(doc_id, prepared, metadata, show_progress, numbers)
 
     def delete(self, doc_id: str, *, missing_ok: bool = False) -> int:
         """Remove every page of a document; return how many pages went.
@@ -169,7 +200,12 @@ class IndexWrites(IndexState):
         return removed
 
     def _write(
-        self, doc_id: str, pages: list[PreparedPage], metadata: dict[str, Any], show_progress: bool
+        self,
+        doc_id: str,
+        pages: list[PreparedPage],
+        metadata: dict[str, Any],
+        show_progress: bool,
+        numbers: list[int] | None = None,
     ) -> DocumentInfo:
         """Round the pages to the storage precision and store them as one document.
 
@@ -178,9 +214,10 @@ class IndexWrites(IndexState):
         """
         pooled = self.manifest.pooled_vectors
         staged = [
-            stage(page, f"page {i + 1} of {doc_id!r}", self.dim, self.storage, pooled) for i, page in enumerate(pages)
+            stage(page, f"page {numbers[i] if numbers else i + 1} of {doc_id!r}", self.dim, self.storage, pooled)
+            for i, page in enumerate(pages)
         ]
         with self._open(write=True):
-            record = self._store.write(doc_id, staged, metadata, show_progress=show_progress)
+            record = self._store.write(doc_id, staged, metadata, numbers=numbers, show_progress=show_progress)
         logger.info("added %r: %d pages, %d vectors", doc_id, record.num_pages, record.num_vectors)
         return self._info(record)

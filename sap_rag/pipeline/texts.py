@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import InvalidInputError
@@ -18,10 +19,11 @@ def page_label(page_number: int, name: str) -> str:
     return f"page {page_number} of {name}"
 
 
-def page_texts(texts: Any, count: int, name: str) -> list[str]:
+def page_texts(texts: Any, count: int, name: str, numbers: Sequence[int] | None = None) -> list[str]:
     """Per page, the given text (cleaned) or, where there is none, ``page_label(n, name)``.
 
-    ``texts``: None, or one str-or-None per page (``count`` pages).
+    ``texts``: None, or one str-or-None per page (``count`` pages); ``numbers``: the pages'
+    numbers for the labels (default ``1..count``).
 
     >>> page_texts(["Revenue\\r\\n grew", None], 2, "q3.pdf")
     ['Revenue\\ngrew', 'page 2 of q3.pdf']
@@ -41,5 +43,5 @@ def page_texts(texts: Any, count: int, name: str) -> list[str]:
         if text is not None and not isinstance(text, str):
             raise InvalidInputError(f"texts[{i}] must be a str or None, got {type(text).__name__}")
         cleaned = clean_text(text) if text else ""
-        out.append(cleaned or page_label(i + 1, name))
+        out.append(cleaned or page_label(numbers[i] if numbers is not None else i + 1, name))
     return out
