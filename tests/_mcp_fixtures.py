@@ -37,17 +37,13 @@ def build_sample_index(path: Path, encoder: Any) -> None:
     remember_queries(encoder)
 
 
-_BUILT: dict[str, Path] = {}
-
-
 def sample_index(tmp_path_factory: Any, encoder: Any) -> Path:
-    """A fresh copy of the sample index: built once per session (the slow part), then copied."""
-    if "index" not in _BUILT:
-        path = tmp_path_factory.mktemp("sample-index-build") / "index"
-        build_sample_index(path, encoder)
-        _BUILT["index"] = path
+    """A fresh copy of the sample index: built once per session for every server, MCP and web test
+    (``_serve_fixtures.sample_index``, the slow part), then copied."""
+    from _serve_fixtures import sample_index as shared_build
+
     copy = tmp_path_factory.mktemp("sample-index") / "index"
-    shutil.copytree(_BUILT["index"], copy, symlinks=True)
+    shutil.copytree(shared_build(encoder, tmp_path_factory.getbasetemp()), copy, symlinks=True)
     return copy
 
 

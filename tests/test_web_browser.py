@@ -21,6 +21,7 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("selenium")
 
 from _mcp_fixtures import QUESTIONS, ROOT, live_server, sample_index
+from _serve_fixtures import shared_index, shared_live  # noqa: F401  (session fixtures shared across modules)
 
 KEY = "browser-key-0123456789"
 WAIT = 90  # seconds for anything the page waits on (a loaded machine may take long to index a page)
@@ -64,11 +65,9 @@ def _serve(tmp_path_factory, encoder, **config):
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, toy_encoder, browser):
-    index, app = _serve(tmp_path_factory, toy_encoder)
-    with live_server(app) as url:
-        yield url
-    index.close()
+def site(shared_live, browser):  # noqa: F811
+    """The session's shared server (default config: no key, loopback only); tests leave its index as found."""
+    return shared_live.url
 
 
 def wait(driver, condition, timeout: float = WAIT):
@@ -218,6 +217,9 @@ def test_upload_a_pdf_and_find_it(site, browser, tmp_path):
     assert hits[0].find_elements(By.CSS_SELECTOR, ".doc-name :not(wbr), .snippet *") == []
     wait(browser, lambda d: images_loaded(d, "/image?"))
     assert severe_console_messages(browser) == []
+    import httpx
+
+    assert httpx.delete(f"{site}/documents/{doc_id}", timeout=60).status_code == 200  # as found, for the next
 
 
 def test_the_page_asks_for_the_api_key(tmp_path_factory, toy_encoder, browser):
