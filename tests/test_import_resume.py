@@ -106,7 +106,7 @@ def test_page_ids_with_gaps_and_added_at_survive_export_and_import(exported, tmp
         export_index(copy, tmp_path / "again")  # and out again: gaps are no "registry vs engine" mismatch
 
 
-def test_a_killed_import_says_it_is_incomplete_and_the_rerun_resumes_it(exported, tmp_path, capsys):
+def test_a_killed_import_says_it_is_incomplete_and_the_rerun_resumes_it(exported, tmp_path, capsys, caplog):
     export, expected = exported
     target = tmp_path / "idx"
     flag = tmp_path / "paused"
@@ -133,6 +133,14 @@ def test_a_killed_import_says_it_is_incomplete_and_the_rerun_resumes_it(exported
     assert notice is not None and f"5 of {len(expected)} documents" in notice
     assert f"sap-rag import {export} --index {target}" in notice
     assert json.loads((target / MARKER_NAME).read_text())["documents"] == len(expected)
+    # Visible to users, not only to the importer: a warning on every open, and `sap-rag info`
+    # (after one writer open, which undoes the killed write, as read-only opens ask).
+    capsys.readouterr()
+    with caplog.at_level("WARNING", logger="sap_rag.index.lifecycle"):
+        SAPIndex.open(target).close()
+        assert main(["info", "--index", str(target), "--json"]) == 0
+    assert f"5 of {len(expected)} documents" in json.loads(capsys.readouterr().out)["incomplete_import"]
+    assert sum("is incomplete" in r.getMessage() for r in caplog.records) == 2
 
     # The rerun with the same arguments resumes: 5 documents verified, the rest written.
     assert main(["import", str(export), "--index", str(target)]) == 0

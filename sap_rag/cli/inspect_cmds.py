@@ -65,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_info(args: argparse.Namespace) -> int:
     from ..index import SAPIndex
+    from ..transfer.marker import incomplete_import
 
     read_manifest(args.index)
     with SAPIndex.open(args.index, read_only=True) as index:  # the encoder loads only if needed: not here
@@ -89,6 +90,8 @@ def run_info(args: argparse.Namespace) -> int:
         "bytes_per_page": round(stats.bytes_per_page) if stats.bytes_per_page else None,
         "image_bytes": stats.image_bytes,
         "document_ids": [d.doc_id for d in documents],
+        # an unfinished import is also logged (a warning on stderr) when the index opens
+        "incomplete_import": incomplete_import(args.index, stats.documents),
     }
     if args.json:
         if args.documents:

@@ -291,6 +291,11 @@ def open_parts(
         except BaseException:
             release(store, lock)
             raise
+    from ..transfer.marker import incomplete_import  # here: transfer imports the index package
+
+    notice = incomplete_import(root, documents=registry.totals()[0])
+    if notice:
+        logger.warning(notice)
     return root, manifest, store, lock, pruner
 
 

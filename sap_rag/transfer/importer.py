@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..index.backends.factory import collection_options
+from ..index.lifecycle import discard_new
 from ..index.manifest import MANIFEST_NAME, Manifest
 from ..progress import progress
 from .format import ImageMode, TransferError
@@ -247,8 +248,13 @@ def _discard(index: Any, root: Path, *, keep_folder: bool) -> None:
             backend.client.delete_collection(backend.collection)
     except Exception:  # pragma: no cover - best effort while already failing
         logger.exception("could not delete the collection of the failed import")
-    finally:
-        index.close()
+    if getattr(index, "_created", None) is not None:
+        # Made by this import: removed under its lock, only what it created (a racing creator's
+        # index is never touched). The marker is the import's own file, written after the create.
+        remove_marker(root)
+        discard_new(index)
+        return
+    index.close()
     if not keep_folder:
         shutil.rmtree(root, ignore_errors=True)
         return
