@@ -54,6 +54,9 @@ _LAZY = {
     "IndexReadOnlyError": "sap_rag.index.errors",
     "StorageType": "sap_rag.index",
     "IndexLockedError": "sap_rag.index.errors",
+    "IndexLockTimeoutError": "sap_rag.index.errors",
+    "IndexStorageError": "sap_rag.index.errors",
+    "IndexClosedError": "sap_rag.index.errors",
     "IndexFormatError": "sap_rag.index.errors",
     "IndexNotFoundError": "sap_rag.index.errors",
     "IndexExistsError": "sap_rag.index.errors",
@@ -99,11 +102,14 @@ if TYPE_CHECKING:
     from .index.errors import (
         DocumentNotFoundError,
         EncoderMismatchError,
+        IndexClosedError,
         IndexExistsError,
         IndexFormatError,
         IndexLockedError,
+        IndexLockTimeoutError,
         IndexNotFoundError,
         IndexReadOnlyError,
+        IndexStorageError,
     )
     from .index.results import page_id, parse_page_id, relevance_score
     from .pruning.base import Pruner
