@@ -75,6 +75,18 @@ def test_index_api_with_a_sql_record_manager_cites_pages_1_2_3(store, pdf, tmp_p
     assert {d.id for d in docs} == keys  # a retrieved Document's id is the record manager's key
     by_page = {d.metadata["page_number"]: d for d in docs}
     assert sorted(by_page) == [1, 2, 3]
+    # The index stores each page under its own number, as every reader of it (CLI, LlamaIndex) sees.
+    assert [d.metadata["page_id"] for d in (by_page[1], by_page[2], by_page[3])] == [
+        f"{by_page[n].id}:p{n}" for n in (1, 2, 3)
+    ]
+    core = store.index.get_pages([by_page[n].metadata["page_id"] for n in (1, 2, 3)])
+    assert [p.page_number for p in core] == [1, 2, 3]
+    assert {h.page_id: h.page_number for h in store.index.search(QUERY, k=3)} == {
+        by_page[n].metadata["page_id"]: n for n in (1, 2, 3)
+    }
+    assert [h.page_id for h in store.index.search(QUERY, k=3, filter={"page_number": 2})] == [
+        by_page[2].metadata["page_id"]
+    ]
     layer = [d.page_content for d in SAPPageLoader(pdf).load()]
     assert [by_page[n].page_content for n in (1, 2, 3)] == layer  # each page's own text
     ordered = [by_page[n] for n in (1, 2, 3)]

@@ -83,8 +83,12 @@ def test_ids_round_trip_through_add_search_get_and_delete(store, files):
     assert doc.id is None  # the caller's Document is not changed
     (page,) = store.get_by_ids(["x"])
     assert page.id == "x" and page.page_content == "the second page" and page.metadata["team"] == "a"
-    assert page.metadata["page_id"] == "x:p1" and page.metadata["page_number"] == 2 and page.metadata["page"] == 1
-    assert "langchain_page" not in page.metadata  # the adapter's own key stays inside
+    assert page.metadata["page_id"] == "x:p2" and page.metadata["page_number"] == 2 and page.metadata["page"] == 1
+    assert "langchain_id" not in page.metadata  # the adapter's own marker stays inside
+    # The index itself stores the page as page 2 (the CLI and LlamaIndex see it so too).
+    (core,) = store.index.get_pages(["x:p2"])
+    assert core.page_number == 2 and store.index.get_pages(["x:p1"]) == [None]
+    assert store.index.document("x").page_numbers == [2]
     (hit,) = store.similarity_search(QUERY, k=1)
     assert hit == page.model_copy(
         update={"metadata": {**page.metadata, **{k: hit.metadata[k] for k in ("score", "relevance")}}}
@@ -94,6 +98,7 @@ def test_ids_round_trip_through_add_search_get_and_delete(store, files):
     assert store.add_documents([other]) == ["x"]
     (page,) = store.get_by_ids(["x"])
     assert (page.id, page.page_content, page.metadata["page_number"]) == ("x", "Hospital survey", 3)
+    assert page.metadata["page_id"] == "x:p3" and store.index.get_pages(["x:p2"]) == [None]
     assert "team" not in page.metadata and len(store.index) == 1
     store.add_documents([Document(page_content="chart", metadata={"file_path": str(png)})], ids=["y"])
     assert {d.id for d in store.get_by_ids(["x", "y:p1", "missing", "nope:p3"])} == {"x", "y"}

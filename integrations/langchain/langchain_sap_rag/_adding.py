@@ -13,9 +13,14 @@ always does):
   back with, or the document id when it names every page of a longer file.
 - **With ids**, each Document is one document under that id holding the page it names (or every
   page of its file): adding the id again replaces it (an upsert), and ``delete([id])`` removes it.
-  The page text is the Document's ``page_content`` where it has one. The index numbers the
-  document's one page 1, so the page the Document names in its file is stored as
-  ``langchain_page`` (see :data:`~.documents.LANGCHAIN_PAGE_KEY`): retrieved, the page cites it.
+  The page text is the Document's ``page_content`` where it has one. The page is stored under
+  the number it has in its file (``page_numbers``): page 3 of a PDF is ``<id>:p3``, cited,
+  filtered and labelled as page 3 by every reader of the index. The document is marked
+  (:data:`~.documents.LANGCHAIN_ID_KEY`) so that its pages come back with the id.
+
+Writing a Document with an id or a text of its own goes through ``add_images``, which a remote
+``SAPClient`` does not have: over one, such a call is refused with a clear error before anything
+is written.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from langchain_core.documents import Document
 from sap_rag.errors import InvalidInputError, UnreadableInputError
 
 from ._core import index_paths
-from .documents import LANGCHAIN_PAGE_KEY, PAGE_METADATA_KEYS, PageRef, page_ref
+from .documents import LANGCHAIN_ID_KEY, PAGE_METADATA_KEYS, PageRef, page_ref
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +44,7 @@ __all__ = ["add_documents"]
 
 # Keys a retrieved Document carries that describe the hit, not the document, and the key this
 # package keeps for itself: never stored from a Document's metadata.
-_DROPPED_KEYS = (*PAGE_METADATA_KEYS, "image_base64", "mime_type", LANGCHAIN_PAGE_KEY)
+_DROPPED_KEYS = (*PAGE_METADATA_KEYS, "image_base64", "mime_type", LANGCHAIN_ID_KEY, "langchain_page")
 
 # Keys about one page: not kept as a whole file's metadata (a file's pages differ in them).
 _PAGE_KEYS = ("page", "page_label")
@@ -118,17 +123,24 @@ def _given_text(ref: PageRef, num_pages: int) -> str | None:
 
 
 def _id_texts(ref: PageRef, files: _Files, num_pages: int) -> list[str | None]:
-    """Page texts of a Document added with an id: its own text, else the PDF text layer, else a
-    label naming the page of the file (not the document's page 1)."""
-    from sap_rag.pipeline.texts import page_label
-
+    """Page texts of a Document added with an id: its own text, else the PDF text layer (None: the
+    index labels the page by its number, "page 3 of report.pdf")."""
     given = _given_text(ref, num_pages)
     if given is not None:
         return [given]
     layer = files.text_layer(ref.path)
     if ref.page is None:
         return list(layer)
-    return [layer[ref.page - 1] or page_label(ref.page, ref.path.name)]
+    return [layer[ref.page - 1]]
+
+
+def _check_add_images(index: Any) -> None:
+    """A clear error for an index without ``add_images`` (a remote ``SAPClient``), before any write."""
+    if not callable(getattr(index, "add_images", None)):
+        raise InvalidInputError(
+            f"{type(index).__name__} cannot store a Document's own id or page text (it has no add_images, "
+            "as a remote SAPClient has not): add the files without ids or texts, or use a local SAPIndex"
+        )
 
 
 def _add_file_with_texts(
@@ -187,12 +199,18 @@ def add_documents(index: Any, documents: Sequence[Document], ids: Sequence[str |
     for i, (ref, doc_id) in enumerate(zip(refs, given)):
         if doc_id is None:
             by_file.setdefault(ref.path.resolve(), []).append(i)
+    given_texts = {
+        path: _file_texts([refs[i] for i in members], files.load(refs[members[0]].path), files)
+        for path, members in by_file.items()
+    }
+    if any(doc_id is not None for doc_id in given) or any(given_texts.values()):
+        _check_add_images(index)
     plain: dict[str, dict[str, Any]] = {}
     file_ids: dict[Path, str] = {}
     for path, members in by_file.items():
         loaded = files.load(refs[members[0]].path)
         metadata = _common_metadata([_stored_metadata(refs[i].metadata) for i in members])
-        texts = _file_texts([refs[i] for i in members], loaded, files)
+        texts = given_texts[path]
         if texts:
             file_ids[path] = _add_file_with_texts(index, refs[members[0]].path, loaded, metadata, texts, files)
         else:
@@ -217,9 +235,15 @@ def add_documents(index: Any, documents: Sequence[Document], ids: Sequence[str |
             **_stored_metadata(ref.metadata),
             "source": loaded.source,
             "filename": ref.path.name,
-            LANGCHAIN_PAGE_KEY: ref.page,
+            LANGCHAIN_ID_KEY: True,
         }
-        index.add_images(pages, doc_id=doc_id, metadata=metadata, texts=_id_texts(ref, files, loaded.num_pages))
+        index.add_images(
+            pages,
+            doc_id=doc_id,
+            metadata=metadata,
+            texts=_id_texts(ref, files, loaded.num_pages),
+            page_numbers=None if ref.page is None else [ref.page],
+        )
         out[i] = doc_id
     return [i for i in out if i is not None]
 

@@ -19,8 +19,6 @@ from typing import Any
 
 from sap_rag.errors import InvalidInputError
 
-from .documents import LANGCHAIN_PAGE_KEY
-
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -205,35 +203,6 @@ def index_paths(
     return list(report.doc_ids)
 
 
-def page_number_filter(flt: Any) -> Any:
-    """``flt`` with each condition on ``page_number`` also applied to the page number LangChain
-    Documents added with an id record (``langchain_page``, see :mod:`._adding`).
-
-    ``{"page_number": c}`` becomes ``{"$or": [{"$and": [{"langchain_page": {"$exists": False}},
-    {"page_number": c}]}, {"langchain_page": c}]}``: a page added with an id is filtered on the page
-    it names in its file, every other page on its own number. Anything else passes unchanged (the
-    index checks it).
-    """
-    if not isinstance(flt, Mapping):
-        return flt
-    kept: dict[str, Any] = {}
-    pages: list[dict[str, Any]] = []
-    for key, value in flt.items():
-        if key in ("$and", "$or") and isinstance(value, (list, tuple)):
-            kept[key] = [page_number_filter(v) for v in value]
-        elif key == "$not":
-            kept[key] = page_number_filter(value)
-        elif key == "page_number":
-            own = {"$and": [{LANGCHAIN_PAGE_KEY: {"$exists": False}}, {"page_number": value}]}
-            pages.append({"$or": [own, {LANGCHAIN_PAGE_KEY: value}]})
-        else:
-            kept[key] = value
-    if not pages:
-        return kept
-    parts = ([kept] if kept else []) + pages
-    return parts[0] if len(parts) == 1 else {"$and": parts}
-
-
 def search_pages(index: Any, query: Any, k: int, options: Mapping[str, Any]) -> list[Any]:
     """``index.search(query, k, **options)`` with ``options`` among :data:`SEARCH_OPTIONS`.
 
@@ -245,9 +214,6 @@ def search_pages(index: Any, query: Any, k: int, options: Mapping[str, Any]) -> 
         from sap_rag.ingest.images import load_image
 
         query = load_image(os.fspath(query), name=os.fspath(query))
-    options = dict(options)
-    if options.get("filter"):
-        options["filter"] = page_number_filter(options["filter"])
     return index.search(query, k=k, **options)
 
 

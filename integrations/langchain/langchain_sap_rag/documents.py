@@ -14,7 +14,7 @@ from langchain_core.documents import Document
 from sap_rag.errors import InvalidInputError
 
 __all__ = [
-    "LANGCHAIN_PAGE_KEY",
+    "LANGCHAIN_ID_KEY",
     "PAGE_METADATA_KEYS",
     "PATH_METADATA_KEYS",
     "PageRef",
@@ -28,15 +28,15 @@ PATH_METADATA_KEYS = ("source", "file_path")
 PAGE_METADATA_KEYS = ("page_id", "doc_id", "page_number", "score", "relevance", "image_path")
 """Keys every retrieved ``Document``'s metadata carries (over the document's own metadata)."""
 
-LANGCHAIN_PAGE_KEY = "langchain_page"
-"""Stored with a Document added with an id: the 1-based page of its file it holds (None: every page).
-
-The index numbers a document's pages from 1, so the one page of a Document that names page 3 of
-a PDF is the document's page 1; this key keeps page 3, which retrieved Documents cite as
-``page_number`` (and a filter on ``page_number`` matches). Its presence also marks the document
-as added under a LangChain id, which retrieved Documents carry as their ``id``. Never returned in
-a Document's metadata.
+LANGCHAIN_ID_KEY = "langchain_id"
+"""Stored (``True``) with a Document added under an id of its own (a LangChain id, e.g. the record
+manager's key): retrieved, its pages come back with that id (the document id) rather than their
+page id. Never returned in a Document's metadata.
 """
+
+# Indexes written before the index could store a page's own number kept it here (the page stored
+# as its document's page 1); still read, so such pages keep citing their page until re-indexed.
+_LEGACY_PAGE_KEY = "langchain_page"
 
 
 def hit_to_document(hit: Any, *, include_image: bool = False, index: Any = None) -> Document:
@@ -46,7 +46,7 @@ def hit_to_document(hit: Any, *, include_image: bool = False, index: Any = None)
     a short label; never empty). ``id`` is the id the page's Document was added with (a LangChain
     id, e.g. the record manager's key after ``index()``), else the page id. ``metadata`` is the
     document's metadata plus ``page_id``, ``doc_id``, ``page_number`` (the page of the file, as
-    cited), ``score`` (raw MaxSim; None for a page fetched by id), ``relevance`` (in [0, 1]; None
+    stored and cited), ``score`` (raw MaxSim; None for a page fetched by id), ``relevance`` (in [0, 1]; None
     likewise) and ``image_path`` (str, or None for a page stored without an image or held by a
     server). With ``include_image`` the metadata also holds ``image_base64`` and ``mime_type`` (from
     ``index`` where the hit has no ``image_path``); by default the image stays out of callbacks and
@@ -55,9 +55,11 @@ def hit_to_document(hit: Any, *, include_image: bool = False, index: Any = None)
     from .images import page_image
 
     stored = dict(hit.metadata or {})
-    added_with_id = LANGCHAIN_PAGE_KEY in stored
-    own_page = stored.pop(LANGCHAIN_PAGE_KEY, None)
-    page_number = own_page if isinstance(own_page, int) and not isinstance(own_page, bool) else hit.page_number
+    added_with_id = bool(stored.pop(LANGCHAIN_ID_KEY, False)) or _LEGACY_PAGE_KEY in stored
+    legacy_page = stored.pop(_LEGACY_PAGE_KEY, None)
+    page_number = hit.page_number
+    if isinstance(legacy_page, int) and not isinstance(legacy_page, bool) and hit.page_number == 1:
+        page_number = legacy_page
     image_path = os.fspath(hit.image_path) if hit.image_path is not None else None
     searched = hit.num_query_tokens > 0  # a page fetched by id has no score
     score = hit.score if searched else None
