@@ -157,3 +157,15 @@ def test_pages_without_counts_need_the_causal_option():
     pruner = make_pruner("sap_debiased", 0.2, causal=True)
     assert pruner.debias is Debias.ATTENDERS and pruner.config()["debias"] == "attenders"
     assert make_pruner("sap", 0.2, debias="attenders").scores(with_counts).tolist() == pruner.scores(page).tolist()
+
+
+def test_encoded_pages_carry_their_counts_so_debiased_sap_needs_no_option(tiny_encoder, pages):
+    """``encode_pages`` stores the capture's counts for every computed layer, so an index with the
+    debiased pruner works on freshly encoded pages without ``causal=``."""
+    encoded = tiny_encoder.encode_pages([pages[0]])[0]
+    _, captured = _captured_attenders(tiny_encoder, [pages[0]])
+    assert set(encoded.attenders) == set(encoded.indegree) and encoded.attenders
+    for layer, counts in encoded.attenders.items():
+        assert torch.equal(counts, captured[0][layer])
+    kept = make_pruner("sap_debiased", keep_ratio=0.1).prune(encoded)
+    assert kept.embeddings.shape[0] == budget(0.1, encoded.embeddings.shape[0])

@@ -227,6 +227,7 @@ class PageEncoder:
         if request is not None:
             means = {layer: request.indegree(layer, "mean") for layer in layers}
             maxes = {layer: request.indegree(layer, "max") for layer in layers}
+            counts = {layer: request.attenders(layer) for layer in layers}  # for the debiased SAP score
         pages = []
         for b, size in enumerate(sizes):
             embeddings = output[b, visual[b]].to(torch.float32).cpu()
@@ -235,6 +236,7 @@ class PageEncoder:
             )
             indegree = {layer: means[layer][b] for layer in layers} if request else {}
             indegree_max = {layer: maxes[layer][b] for layer in layers} if request else {}
+            attenders = {layer: counts[layer][b] for layer in layers} if request else {}
             in_window = all(layer in indegree for layer in self.window)
             sap_scores = torch.stack([indegree[layer] for layer in self.window]).mean(dim=0) if in_window else None
             pages.append(
@@ -245,6 +247,7 @@ class PageEncoder:
                     extents=extents,
                     indegree=indegree,
                     indegree_max=indegree_max,
+                    attenders=attenders,
                     window=self.window,
                     sap_scores=sap_scores,
                     eos_attention=request.eos[b] if request is not None and eos_layer is not None else None,
