@@ -313,7 +313,7 @@ def run_search(args: argparse.Namespace) -> int:
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     """A page text on one line (whitespace collapsed), cut to ``limit`` characters with an ellipsis.
 
-    >>> snippet("Revenue\n  by   region", 12)
+    >>> snippet("Revenue\\n  by   region", 12)
     'Revenue by …'
     """
     flat = " ".join(text.split())
