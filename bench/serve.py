@@ -90,6 +90,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         code = "import sys; from sap_rag.cli import main; sys.exit(main())"
         args = [sys.executable, "-c", code, "serve", "--index", str(index), "--port", str(self.port), "--no-mcp"]
+        args += ["--state-dir", str(index.parent / "serve-state")]  # beside the bench's index, not in ~/.local/state
         with open(log, "ab") as out:
             self.process = subprocess.Popen([*args, *extra], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         started = time.monotonic()

@@ -26,7 +26,9 @@ TOY = ROOT / "models" / "sap-rag-toy-colqwen2"
 def start(index: Path, log: Path, *extra: str, tmp: Path | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     code = "import sys; from sap_rag.cli import main; sys.exit(main())"
-    args = [sys.executable, "-c", code, "serve", "--index", str(index), "--port", str(port), "--no-mcp", *extra]
+    state = index.parent / "state"  # the server's own state folder: finished jobs, outside the index
+    args = [sys.executable, "-c", code, "serve", "--index", str(index), "--port", str(port), "--no-mcp"]
+    args += ["--state-dir", str(state), *extra]
     with open(log, "ab") as out:
         env = dict(os.environ, TMPDIR=str(tmp)) if tmp is not None else None
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
@@ -64,6 +66,7 @@ def test_acknowledged_documents_survive_kill_9(tmp_path):
             files = [("files", (name, data, "image/png")) for name, data in first.items()]
             job = wait_job(http, http.post("/documents", files=files).json()["job_id"])
             assert job["state"] == "done"
+            first_job = job
             acknowledged |= {r["doc_id"]: r["pages"] for r in job["results"]}
             files = [("files", (name, data, "image/tiff")) for name, data in bulk.items()]
             job_id = http.post("/documents", files=files).json()["job_id"]
@@ -89,6 +92,11 @@ def test_acknowledged_documents_survive_kill_9(tmp_path):
     print(f"restart: {time.monotonic() - started:.1f} s")
     try:
         with httpx.Client(base_url=url, timeout=60) as http:
+            # A job finished before the kill answers as it did; the one the kill cut off says so.
+            assert http.get(f"/jobs/{first_job['job_id']}").json() == first_job
+            response = http.get(f"/jobs/{job_id}")
+            assert response.status_code == 404 and "restarted before it finished" in response.json()["error"]["message"]
+            assert http.get("/jobs/1-000000000000").status_code == 404
             documents = {d["doc_id"]: d["pages"] for d in http.get("/documents").json()["documents"]}
             for doc_id, pages in acknowledged.items():
                 assert documents.get(doc_id) == pages, (doc_id, pages, documents)

@@ -75,6 +75,12 @@ Clients send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'. Put TLS in a rever
         help="a Host name clients reach the server by: NAME, NAME:PORT or *.DOMAIN (repeatable; needs an API key "
         "for names other than 127.0.0.1, localhost, [::1]; default: any with a key, only those without one)",
     )
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="folder for the server's own state (finished upload jobs, so GET /jobs/{id} answers after a restart); "
+        "default $XDG_STATE_HOME/sap-rag/serve/<hash of the index path> (~/.local/state/...); 'none': memory only",
+    )
     for option, _, text, _unit in _LIMITS:
         p.add_argument(option, type=positive_int(option), help=text)
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="micro-batching wait for more queries (default 5)")
@@ -110,9 +116,21 @@ def _config(args: argparse.Namespace, api_key: str | None):
         api_key=api_key or None,
         allowed_folders=tuple(args.allow_folder),
         allowed_hosts=tuple(args.allowed_host) if args.allowed_host else None,
+        state_dir=_state_dir(args),
         max_wait_ms=args.max_wait_ms,
         **limits,
     )
+
+
+def _state_dir(args: argparse.Namespace) -> Path | None:
+    """``--state-dir``, or one folder per index under ``$XDG_STATE_HOME/sap-rag/serve`` (never inside the index)."""
+    if args.state_dir is not None:
+        return None if args.state_dir.strip().lower() == "none" else Path(args.state_dir)
+    import hashlib
+
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    key = hashlib.sha256(os.fsencode(args.index.resolve())).hexdigest()[:16]
+    return base / "sap-rag" / "serve" / f"{args.index.resolve().name[:40]}-{key}"
 
 
 def _open_index(args: argparse.Namespace):

@@ -62,6 +62,8 @@ class ServeConfig:
         allowed_hosts: ``Host`` header names the server answers to (``name``, ``name:port``, ``*.domain``,
             ``*``); None: any host with an API key, only loopback names (``127.0.0.1``, ``localhost``,
             ``[::1]``) without one, which stops DNS rebinding. Other names need an API key.
+        state_dir: a folder (outside the index) where finished upload jobs are recorded, so ``GET /jobs/{id}``
+            answers across a restart (None: jobs live in memory only).
     """
 
     api_key: str | None = field(default=None, repr=False)
@@ -83,6 +85,7 @@ class ServeConfig:
     allowed_folders: tuple[Path, ...] = ()
     keep_jobs: int = 1_000
     allowed_hosts: tuple[str, ...] | None = None
+    state_dir: Path | None = None
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -102,6 +105,8 @@ class ServeConfig:
                 raise InvalidInputError(f"allowed folder {os.fsdecode(folder)!r} is not a folder")
             folders.append(path)
         object.__setattr__(self, "allowed_folders", tuple(folders))
+        if self.state_dir is not None:
+            object.__setattr__(self, "state_dir", Path(self.state_dir))
         if self.allowed_hosts is not None:
             self._check_hosts()
 
@@ -134,7 +139,7 @@ class ServeConfig:
 
     def limits(self) -> dict[str, Any]:
         """The limits a client may want to know (everything but the key and the folders)."""
-        hidden = {"api_key", "allowed_folders", "allowed_hosts"}
+        hidden = {"api_key", "allowed_folders", "allowed_hosts", "state_dir"}
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in hidden}
         out["auth"] = self.api_key is not None
         out["from_path"] = bool(self.allowed_folders)

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import SapRagError
 from .errors import TooManyJobsError, error_body, one_line
+from .joblog import JobLog
 from .uploads import remove_quietly
 
 logger = logging.getLogger(__name__)
@@ -87,9 +88,12 @@ class JobQueue:
         max_queued: most jobs queued or running at once (``TooManyJobsError``, 429, beyond it).
         keep: finished jobs remembered.
         batch_size: pages per forward pass while indexing.
+        log: where accepted and finished jobs are recorded, so ``GET /jobs/{id}`` answers across a
+            restart (None: jobs live in memory only).
     """
 
-    def __init__(self, index: Any, *, max_queued: int, keep: int, batch_size: int) -> None:
+    def __init__(self, index: Any, *, max_queued: int, keep: int, batch_size: int, log: JobLog | None = None) -> None:
+        self.log = log
         self._index = index
         self._max_queued = max_queued
         self._keep = keep
@@ -118,6 +122,8 @@ class JobQueue:
             self._jobs[job_id] = job
             self._pending += 1
             self._forget_old()
+        if self.log is not None:
+            self.log.queued(job_id)
         self._queue.put(job)
         logger.info("job %s queued: %d files", job_id, len(paths))
         return job
@@ -130,7 +136,13 @@ class JobQueue:
         """The job as JSON data, read under the lock (the writer updates it as it goes)."""
         with self._lock:
             job = self._jobs.get(job_id)
-            return None if job is None else job.to_dict()
+            if job is not None:
+                return job.to_dict()
+        return self.log.lookup(job_id) if self.log is not None else None
+
+    def lost(self, job_id: str) -> bool:
+        """Whether an earlier run of this server accepted ``job_id`` and stopped before it finished."""
+        return self.log is not None and self.log.lost(job_id)
 
     @property
     def pending(self) -> int:
@@ -149,6 +161,8 @@ class JobQueue:
                 break
             if job is not None:
                 self._finish(job, JobState.FAILED, "the server stopped before this job ran")
+        if self.log is not None:
+            self.log.close()
 
     def _forget_old(self) -> None:
         finished = [k for k, j in self._jobs.items() if j.state in (JobState.DONE, JobState.FAILED)]
@@ -220,5 +234,8 @@ class JobQueue:
             for result in job.results:
                 if result.status == "pending":
                     result.status, result.error = "failed", error or "not indexed"
+            snapshot = job.to_dict()
+        if self.log is not None:
+            self.log.finished(snapshot)
         done = sum(r.status in ("added", "unchanged") for r in job.results)
         logger.info("job %s %s: %d of %d files indexed", job.job_id, state, done, len(job.paths))

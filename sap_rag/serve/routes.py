@@ -281,9 +281,16 @@ def api_router() -> APIRouter:
     def job(job_id: str, request: Request) -> dict[str, Any]:
         from .errors import NotFoundError
 
-        snapshot = _service(request).jobs.snapshot(job_id)
+        jobs = _service(request).jobs
+        snapshot = jobs.snapshot(job_id)
+        if snapshot is None and jobs.lost(job_id):
+            raise NotFoundError(
+                f"job {job_id!r} is unknown: the server restarted before it finished; the files it reported "
+                "added are indexed, upload the others again (what is already indexed comes back unchanged)"
+            )
         if snapshot is None:
-            raise NotFoundError(f"no job {job_id!r} (finished jobs are forgotten after a while, and on restart)")
+            where = "" if jobs.log is not None else ", and on restart without a state folder"
+            raise NotFoundError(f"no job {job_id!r} (finished jobs are forgotten after a while{where})")
         return snapshot
 
     return router

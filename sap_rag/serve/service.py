@@ -24,6 +24,7 @@ from ..errors import InvalidInputError, SapRagError, UnreadableInputError
 from .batching import MicroBatcher
 from .config import ServeConfig
 from .errors import ForbiddenPathError, LimitExceededError, NotFoundError, ServerBusyError
+from .joblog import JobLog
 from .jobs import Job, JobQueue
 from .searching import SearchRequest, run_search_batch
 from .uploads import Uploads
@@ -57,6 +58,13 @@ class IndexService:
         self._owns_index = owns_index
         self._overlays: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
         self._overlay_lock = threading.Lock()
+        where = getattr(index, "path", None)
+        if self.config.state_dir is not None and isinstance(where, (str, os.PathLike)):
+            state, root = Path(self.config.state_dir).resolve(), Path(where).resolve()
+            if state == root or root in state.parents:
+                raise InvalidInputError(f"the server state folder {state} is inside the index; choose one outside it")
+        state_dir = self.config.state_dir
+        log = JobLog(state_dir, self.config.keep_jobs) if state_dir is not None else None  # before any thread starts
         self.batcher: MicroBatcher[SearchRequest] = MicroBatcher(
             lambda requests: run_search_batch(self.index, self.encoder, requests),
             max_batch=self.config.max_batch,
@@ -68,6 +76,7 @@ class IndexService:
             max_queued=self.config.max_queued_jobs,
             keep=self.config.keep_jobs,
             batch_size=self.config.ingest_batch_size,
+            log=log,
         )
         self._closed = False
 
