@@ -28,7 +28,7 @@ def test_fact_pages_hold_each_fact_once_and_share_title_and_layout_within_a_comp
         assert not set.intersection(*({f.metric for f in p.facts} for p in group))
     assert make_fact_pages(12, seed=5) == pages[:12]  # deterministic, a prefix of the full corpus
     assert make_fact_pages(60, seed=6) != pages
-    with pytest.raises(ValueError, match="at most|between"):
+    with pytest.raises(ValueError, match=r"at most|between"):
         make_fact_pages(61, seed=0)
 
 
