@@ -88,7 +88,11 @@ def test_a_stopped_reader_inside_its_load_makes_waits_time_out_naming_it(tmp_pat
             threading.Thread(target=attempt, args=("close", open_reader.close), daemon=True),
         ]
         started = time.monotonic()
-        for thread in threads:
+        threads[0].start()
+        # the reader first: a writer already waiting would (rightly) turn a reader without a timeout
+        # away at once, before it reaches the stopped reader's engine lock
+        time.sleep(0.5)
+        for thread in threads[1:]:
             thread.start()
         for thread in threads:
             thread.join(timeout=30)
