@@ -191,6 +191,24 @@ def test_langchain_adapters_through_the_client(live, client):
     assert via_retriever[0].metadata["page_id"] == expected[0].page_id
 
 
+def test_langchain_store_uploads_files_through_the_client(client, tmp_path):
+    pytest.importorskip("langchain_sap_rag")
+    from langchain_core.documents import Document
+    from langchain_sap_rag import SAPVectorStore
+
+    (tmp_path / "lc.png").write_bytes(png_bytes(211))
+    before = len(client)
+    ids = SAPVectorStore(client).add_documents(
+        [Document(page_content="", metadata={"source": str(tmp_path / "lc.png")})]
+    )
+    try:
+        assert len(ids) == 1 and len(client) == before + 1
+        assert client.get_pages([ids[0]])[0].metadata["source"].endswith("lc.png")
+    finally:
+        client.delete_pages(ids, missing_ok=True)
+    assert len(client) == before
+
+
 def test_llamaindex_retriever_through_the_client(live, client):
     pytest.importorskip("llama_index.retrievers.sap_rag")
     from llama_index.retrievers.sap_rag import SAPRetriever

@@ -11,6 +11,7 @@ can do.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import threading
@@ -192,15 +193,32 @@ def index_paths(
     before anything is written, unless ``skip_errors`` (then unreadable files are logged and
     skipped). ``per_file_metadata`` maps a path to extra metadata for that file (over ``metadata``).
     """
-    report = index.add_documents(
-        [os.fspath(p) for p in paths],
-        metadata=dict(metadata or {}),
-        file_metadata=per_file_metadata,
-        skip_errors=skip_errors,
-    )
-    for error in report.skipped:
-        logger.warning("skipped %s: %s", error.source, error.message)
-    return list(report.doc_ids)
+    files = [os.fspath(p) for p in paths]
+    if _accepts(index.add_documents, "file_metadata"):
+        report = index.add_documents(
+            files, metadata=dict(metadata or {}), file_metadata=per_file_metadata, skip_errors=skip_errors
+        )
+        for error in report.skipped:
+            logger.warning("skipped %s: %s", error.source, error.message)
+        return list(report.doc_ids)
+    # A remote index (sap_rag.connect) takes one metadata per upload: one upload per file.
+    doc_ids: list[str] = []
+    for path in files:
+        extra = dict((per_file_metadata or {}).get(path) or {})
+        uploaded = index.add_documents([path], metadata={**(metadata or {}), **extra}, skip_errors=skip_errors)
+        for error in getattr(uploaded, "errors", []):
+            logger.warning("skipped %s: %s", error.get("file"), error.get("error"))
+        doc_ids.extend(uploaded.doc_ids)
+    return doc_ids
+
+
+def _accepts(method: Any, keyword: str) -> bool:
+    """Whether ``method`` takes ``keyword`` (by name or through ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(method).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return False
+    return keyword in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
 def search_pages(index: Any, query: Any, k: int, options: Mapping[str, Any]) -> list[Any]:
