@@ -50,27 +50,49 @@ def _wrap_to(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont,
     return textwrap.wrap(text, width=chars)
 
 
-def render_report_page(page: ReportPage, size: tuple[int, int] = PAGE_SIZE) -> Image.Image:
-    """Render ``page`` as an RGB image of ``size`` (width, height) pixels."""
+def _title_and_footer(
+    draw: ImageDraw.ImageDraw,
+    page: ReportPage | FactsPage,
+    size: tuple[int, int],
+    *,
+    top: float,
+    spacing: float,
+    band_pad: float,
+    footer_up: float,
+) -> tuple[float, str, list[str]]:
+    """Draw a page's title (on its band, if any) and its "page N" footer; return the y below the
+    title, the palette's text colour and its chart colours. Lengths are in units of the 336-pixel
+    base page."""
     width, height = size
-    u = width / 336  # one unit = one pixel of the base page
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
+    u = width / 336
     dark, light, *colors = _PALETTES[page.palette % len(_PALETTES)]
     margin = 18 * u
-    y = 16 * u
+    y = top * u
     title_font = _font(page.font, True, round(page.title_size * width))
     lines = _wrap_to(draw, page.title, title_font, width - 2 * margin)
-    line_height = title_font.size * 1.25
+    line_height = title_font.size * spacing
     if page.band:
-        draw.rectangle((0, 0, width, y + line_height * len(lines) + 8 * u), fill=light)
+        draw.rectangle((0, 0, width, y + line_height * len(lines) + band_pad * u), fill=light)
     for line in lines:
         x = (width - _text_width(draw, line, title_font)) / 2 if page.centered else margin
         draw.text((x, y), line, font=title_font, fill=dark)
         y += line_height
     footer = _font(page.font, False, round(9 * u))
     label = f"page {page.index + 1}"
-    draw.text(((width - _text_width(draw, label, footer)) / 2, height - 20 * u), label, font=footer, fill="#666666")
+    draw.text(
+        ((width - _text_width(draw, label, footer)) / 2, height - footer_up * u), label, font=footer, fill="#666666"
+    )
+    return y, dark, colors
+
+
+def render_report_page(page: ReportPage, size: tuple[int, int] = PAGE_SIZE) -> Image.Image:
+    """Render ``page`` as an RGB image of ``size`` (width, height) pixels."""
+    width, height = size
+    u = width / 336  # one unit = one pixel of the base page
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    margin = 18 * u
+    y, _, colors = _title_and_footer(draw, page, size, top=16, spacing=1.25, band_pad=8, footer_up=20)
     if page.kind == "cover":  # the title alone: the training curriculum's first stage
         return image
     y += 14 * u
@@ -104,21 +126,8 @@ def render_facts_page(page: FactsPage, size: tuple[int, int] = PAGE_SIZE) -> Ima
     u = width / 336
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)
-    dark, light, *colors = _PALETTES[page.palette % len(_PALETTES)]
     margin = 18 * u
-    y = 14 * u
-    title_font = _font(page.font, True, round(page.title_size * width))
-    lines = _wrap_to(draw, page.title, title_font, width - 2 * margin)
-    line_height = title_font.size * 1.2
-    if page.band:
-        draw.rectangle((0, 0, width, y + line_height * len(lines) + 6 * u), fill=light)
-    for line in lines:
-        x = (width - _text_width(draw, line, title_font)) / 2 if page.centered else margin
-        draw.text((x, y), line, font=title_font, fill=dark)
-        y += line_height
-    footer = _font(page.font, False, round(9 * u))
-    label = f"page {page.index + 1}"
-    draw.text(((width - _text_width(draw, label, footer)) / 2, height - 18 * u), label, font=footer, fill="#666666")
+    y, dark, colors = _title_and_footer(draw, page, size, top=14, spacing=1.2, band_pad=6, footer_up=18)
     if page.kind == "cover":  # the title alone, as for report pages
         return image
     y += 12 * u
